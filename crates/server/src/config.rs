@@ -1,0 +1,186 @@
+//! Configuration, read from the environment once at start-up. Nothing else in
+//! the server reads environment variables.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where recorded audio is kept once a take is finalized.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageConfig {
+    /// A local folder (`STORAGE_DIR`).
+    Local { dir: PathBuf },
+    /// An S3 bucket; credentials come from the standard AWS environment
+    /// variables or the ECS task role, never from this struct.
+    S3 { bucket: String, region: String, endpoint: Option<String>, force_path_style: bool, allow_http: bool },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    /// `sqlite://...` (the embedded default) or `postgres://...`.
+    pub database_url: String,
+    /// Base of the absolute links the API hands out.
+    pub public_url: String,
+    /// Origins allowed by CORS besides `public_url` (the web app's origins).
+    pub allowed_origins: Vec<String>,
+    pub storage: StorageConfig,
+    /// Live recordings are written here, chunk by chunk, before they are stored.
+    pub spool_dir: PathBuf,
+    /// The built web app to serve on the same port, if any.
+    pub web_dist: Option<PathBuf>,
+    /// Secret for signing playback links; `None`: a random one kept in the database.
+    pub link_secret: Option<String>,
+    pub limits: Limits,
+}
+
+/// Limits that protect the server; each refusal carries a clear error.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_chunk_bytes: usize,
+    pub max_recording_bytes: u64,
+    pub max_live_recordings_per_user: usize,
+    /// A recording without a client is finalized as `interrupted` after this.
+    pub recording_grace: Duration,
+    /// A recording whose socket is connected but silent is finalized after this.
+    pub recording_idle_timeout: Duration,
+    /// How long a playback link stays valid.
+    pub link_ttl: Duration,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_chunk_bytes: 1024 * 1024,
+            max_recording_bytes: 2 * 1024 * 1024 * 1024,
+            max_live_recordings_per_user: 4,
+            recording_grace: Duration::from_secs(600),
+            recording_idle_timeout: Duration::from_secs(3600),
+            link_ttl: Duration::from_secs(24 * 3600),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    /// Reads configuration through `get` (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let port: u16 = parse(&get, "PORT", 3000)?;
+        let public_url = get("PUBLIC_URL")
+            .unwrap_or_else(|| format!("http://localhost:{port}"))
+            .trim_end_matches('/')
+            .to_string();
+        let storage = match get("STORAGE").as_deref().unwrap_or("local") {
+            "local" => StorageConfig::Local { dir: get("STORAGE_DIR").unwrap_or_else(|| "./public".into()).into() },
+            "s3" => {
+                let endpoint = get("S3_ENDPOINT");
+                StorageConfig::S3 {
+                    bucket: get("S3_BUCKET").ok_or_else(|| ConfigError("STORAGE=s3 needs S3_BUCKET".into()))?,
+                    region: get("S3_REGION").or_else(|| get("AWS_REGION")).unwrap_or_else(|| "us-east-1".into()),
+                    allow_http: endpoint.as_deref().is_some_and(|e| e.starts_with("http://")),
+                    endpoint,
+                    force_path_style: parse(&get, "S3_FORCE_PATH_STYLE", false)?,
+                }
+            }
+            other => return Err(ConfigError(format!("STORAGE must be `local` or `s3`, not `{other}`"))),
+        };
+        let defaults = Limits::default();
+        let secs = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs_f64(parse(&get, name, default.as_secs_f64())?))
+        };
+        let limits = Limits {
+            max_chunk_bytes: parse(&get, "MAX_CHUNK_BYTES", defaults.max_chunk_bytes)?,
+            max_recording_bytes: parse(&get, "MAX_RECORDING_BYTES", defaults.max_recording_bytes)?,
+            max_live_recordings_per_user: parse(
+                &get,
+                "MAX_LIVE_RECORDINGS_PER_USER",
+                defaults.max_live_recordings_per_user,
+            )?,
+            recording_grace: secs("RECORDING_GRACE_SECS", defaults.recording_grace)?,
+            recording_idle_timeout: secs("RECORDING_IDLE_TIMEOUT_SECS", defaults.recording_idle_timeout)?,
+            link_ttl: secs("LINK_TTL_SECS", defaults.link_ttl)?,
+            max_body_bytes: defaults.max_body_bytes,
+        };
+        Ok(Config {
+            host: get("HOST").unwrap_or_else(|| "0.0.0.0".into()),
+            port,
+            database_url: get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/audiobook.db".into()),
+            allowed_origins: get("AUDIOBOOK_URL")
+                .map(|v| v.split(',').map(|o| o.trim().trim_end_matches('/').to_string()).filter(|o| !o.is_empty()).collect())
+                .unwrap_or_default(),
+            public_url,
+            storage,
+            spool_dir: get("SPOOL_DIR").unwrap_or_else(|| "./data/spool".into()).into(),
+            web_dist: get("WEB_DIST").map(PathBuf::from),
+            link_secret: get("LINK_SECRET"),
+            limits,
+        })
+    }
+}
+
+fn parse<T: std::str::FromStr>(get: &impl Fn(&str) -> Option<String>, name: &str, default: T) -> Result<T, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| ConfigError(format!("{name}={v:?} is not a valid value"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_need_no_environment() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.public_url, "http://localhost:3000");
+        assert_eq!(c.database_url, "sqlite://data/audiobook.db");
+        assert_eq!(c.storage, StorageConfig::Local { dir: "./public".into() });
+        assert_eq!(c.limits.max_chunk_bytes, 1024 * 1024);
+        assert_eq!(c.limits.recording_grace, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn reads_every_setting() {
+        let c = config(&[
+            ("PORT", "8080"),
+            ("PUBLIC_URL", "https://rec.example/"),
+            ("AUDIOBOOK_URL", "https://a.example, https://b.example/"),
+            ("STORAGE", "s3"),
+            ("S3_BUCKET", "bucket"),
+            ("S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("S3_FORCE_PATH_STYLE", "true"),
+            ("RECORDING_GRACE_SECS", "2.5"),
+        ])
+        .unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.public_url, "https://rec.example");
+        assert_eq!(c.allowed_origins, vec!["https://a.example", "https://b.example"]);
+        assert!(matches!(c.storage, StorageConfig::S3 { force_path_style: true, allow_http: true, .. }));
+        assert_eq!(c.limits.recording_grace, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = config(&[("PORT", "eighty")]).unwrap_err();
+        assert!(e.to_string().contains("PORT"), "{e}");
+        assert!(config(&[("STORAGE", "s3")]).unwrap_err().to_string().contains("S3_BUCKET"));
+        assert!(config(&[("STORAGE", "ftp")]).is_err());
+    }
+}

@@ -1,0 +1,91 @@
+//! The REST API and the static web app, one module per resource; each
+//! module's `router()` is merged here.
+
+mod health;
+mod media;
+mod records;
+mod users;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, Method, Uri, header};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::services::{ServeDir, ServeFile};
+use tower_http::trace::TraceLayer;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::error::AppError;
+
+/// The API routes and, when configured, the web app (same origin).
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(health::router())
+        .merge(users::router())
+        .merge(records::router())
+        .merge(media::router())
+        .method_not_allowed_fallback(method_not_allowed);
+    let app = match &state.config.web_dist {
+        // Client routes (/onboard, /recorder, /records) answer index.html.
+        Some(dist) => api.fallback_service(
+            ServeDir::new(dist).fallback(ServeFile::new(dist.join("index.html"))).call_fallback_on_method_not_allowed(true),
+        ),
+        None => api.fallback(not_found),
+    };
+    app.layer(axum::extract::DefaultBodyLimit::max(state.config.limits.max_body_bytes))
+        .layer(cors(&state))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+fn cors(state: &AppState) -> CorsLayer {
+    let mut origins: Vec<HeaderValue> = state.config.allowed_origins.iter().filter_map(|o| o.parse().ok()).collect();
+    if let Ok(own) = state.config.public_url.parse() {
+        origins.push(own);
+    }
+    let allow = if state.config.allowed_origins.iter().any(|o| o == "*") { AllowOrigin::any() } else { AllowOrigin::list(origins) };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::RANGE])
+        .expose_headers([
+            header::CONTENT_RANGE,
+            header::CONTENT_LENGTH,
+            header::ACCEPT_RANGES,
+            header::ETAG,
+            HeaderName::from_static("content-disposition"),
+        ])
+        .max_age(Duration::from_secs(3600))
+}
+
+async fn not_found(method: Method, uri: Uri) -> AppError {
+    AppError::NotFound(format!("There is no {method} {}.", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> (axum::http::StatusCode, axum::Json<audiobook_wire::ErrorBody>) {
+    (
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(audiobook_wire::ErrorBody { error: format!("{} does not answer {method}.", uri.path()) }),
+    )
+}
+
+/// A `:id` path segment that must be a UUID; anything else is a 400 that
+/// says so (checked before authentication, as the CONTRACT orders errors).
+pub struct IdPath(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::BadRequest("The path must end with an id.".into()))?;
+        raw.trim()
+            .parse()
+            .map(IdPath)
+            .map_err(|_| AppError::BadRequest(format!("`{raw}` is not a valid id (a UUID like 2f1c0c8e-3d5b-4c1e-9a53-0f6f1c2b7d9a).")))
+    }
+}

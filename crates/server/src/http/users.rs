@@ -1,0 +1,89 @@
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use audiobook_wire::{MAX_USER_NAME_CHARS, Onboarded, User, char_len};
+
+use super::IdPath;
+use crate::AppState;
+use crate::auth::{CurrentUser, new_token};
+use crate::error::{AppError, AppResult};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/onboard", post(onboard)).route("/profile/{id}", get(profile))
+}
+
+/// `POST /onboard {"name": "..."}` → 201 with the user and its token.
+async fn onboard(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> AppResult<(StatusCode, Json<Onboarded>)> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge("The request body is too large.".into()),
+        _ => AppError::BadRequest("The request body could not be read.".into()),
+    })?;
+    let name = parse_name(&body)?;
+    let (token, hash) = new_token();
+    let user = state.db.create_user(&name, &hash).await?;
+    tracing::info!(user_id = %user.id, "user onboarded");
+    Ok((StatusCode::CREATED, Json(Onboarded { user: user.into(), token })))
+}
+
+/// The trimmed name from an onboard body, or an error saying what is wrong.
+pub fn parse_name(body: &[u8]) -> AppResult<String> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| AppError::BadRequest("The body must be JSON like {\"name\": \"Ada\"}.".into()))?;
+    let object = value.as_object().ok_or_else(|| AppError::BadRequest("The body must be a JSON object like {\"name\": \"Ada\"}.".into()))?;
+    let name = match object.get("name") {
+        None | Some(serde_json::Value::Null) => return Err(AppError::Unprocessable("`name` is missing.".into())),
+        Some(serde_json::Value::String(s)) => s.trim(),
+        Some(_) => return Err(AppError::Unprocessable("`name` must be a string.".into())),
+    };
+    if name.is_empty() {
+        return Err(AppError::Unprocessable("`name` is empty: type at least one character.".into()));
+    }
+    let len = char_len(name);
+    if len > MAX_USER_NAME_CHARS {
+        return Err(AppError::Unprocessable(format!(
+            "`name` is {len} characters long; at most {MAX_USER_NAME_CHARS} are allowed."
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AppError::Unprocessable("`name` must not contain control characters.".into()));
+    }
+    Ok(name.to_string())
+}
+
+/// `GET /profile/:id` → the user, to its owner only.
+async fn profile(IdPath(id): IdPath, CurrentUser(me): CurrentUser, State(state): State<AppState>) -> AppResult<Json<User>> {
+    owner_only(&state, id, me.id).await?;
+    Ok(Json(me.into()))
+}
+
+/// 404 for a user that does not exist, 403 for someone else's.
+pub async fn owner_only(state: &AppState, id: uuid::Uuid, me: uuid::Uuid) -> AppResult<()> {
+    if id == me {
+        return Ok(());
+    }
+    match state.db.user(id).await? {
+        None => Err(AppError::NotFound("There is no user with this id.".into())),
+        Some(_) => Err(AppError::Forbidden("This token belongs to another user.".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_in_characters() {
+        assert_eq!(parse_name(br#"{"name": "  Ada  "}"#).unwrap(), "Ada");
+        assert_eq!(parse_name("{\"name\": \"ééééééééééééééééééééé\"}".as_bytes()).unwrap_err().status(), 422);
+        assert_eq!(parse_name("{\"name\": \"éééééééééééééééééééé\"}".as_bytes()).unwrap(), "é".repeat(20));
+        assert_eq!(parse_name(br#"{"name": 5}"#).unwrap_err().status(), 422);
+        assert_eq!(parse_name(br#"{"nom": "x"}"#).unwrap_err().status(), 422);
+        assert_eq!(parse_name(br#"{"name": "   "}"#).unwrap_err().status(), 422);
+        assert_eq!(parse_name(b"name=x").unwrap_err().status(), 400);
+        assert_eq!(parse_name(b"[]").unwrap_err().status(), 400);
+    }
+}

@@ -1,0 +1,184 @@
+//! Finalizing a take: fix the container (WebM gets a Duration and Cues),
+//! upload the file to storage, record the result, and only then delete the
+//! spool. If the upload fails the record is `pending` and the spool stays
+//! until a later retry succeeds.
+
+use std::path::Path;
+
+use audiobook_media::ContainerKind;
+use uuid::Uuid;
+
+use crate::db::{Db, FinishedRecording, RecordRow, StoredStatus};
+use crate::storage::Storage;
+
+use super::spool::SpoolPaths;
+use super::{RecordingError, RecordingResult};
+
+/// A take whose spool is closed and ready to be stored.
+#[derive(Debug, Clone)]
+pub struct Take {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub mime_type: String,
+    pub paths: SpoolPaths,
+}
+
+/// What the container fix produced: the file to upload and what we learnt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub fixed: bool,
+    pub duration_ms: u64,
+    pub size_bytes: u64,
+}
+
+/// Fixes the container where we know how, on a blocking thread (it streams
+/// the file twice). Audio we cannot parse is kept byte for byte.
+pub async fn prepare(paths: &SpoolPaths) -> std::io::Result<Prepared> {
+    let paths = paths.clone();
+    tokio::task::spawn_blocking(move || prepare_blocking(&paths)).await.map_err(std::io::Error::other)?
+}
+
+fn prepare_blocking(paths: &SpoolPaths) -> std::io::Result<Prepared> {
+    let mut head = [0u8; 16];
+    let n = read_prefix(&paths.data, &mut head)?;
+    let _ = std::fs::remove_file(&paths.fixed);
+    match audiobook_media::sniff(&head[..n]) {
+        ContainerKind::WebM => match audiobook_media::fix_webm_file(&paths.data, &paths.fixed) {
+            Ok(report) => {
+                return Ok(Prepared { fixed: true, duration_ms: report.duration_ms, size_bytes: report.output_bytes });
+            }
+            Err(e) => {
+                tracing::warn!(path = %paths.data.display(), error = %e, "WebM not fixable; storing it as received");
+                let _ = std::fs::remove_file(&paths.fixed);
+            }
+        },
+        ContainerKind::Mp4 => {
+            let duration_ms = std::fs::File::open(&paths.data)
+                .ok()
+                .and_then(|f| audiobook_media::mp4_duration_ms(std::io::BufReader::new(f)))
+                .unwrap_or(0);
+            let size_bytes = std::fs::metadata(&paths.data)?.len();
+            return Ok(Prepared { fixed: false, duration_ms, size_bytes });
+        }
+        ContainerKind::Unknown => {}
+    }
+    Ok(Prepared { fixed: false, duration_ms: 0, size_bytes: std::fs::metadata(&paths.data)?.len() })
+}
+
+fn read_prefix(path: &Path, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut n = 0;
+    while n < buf.len() {
+        let r = f.read(&mut buf[n..])?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    Ok(n)
+}
+
+/// The storage key of a recording: by user, with an extension players like.
+pub fn storage_key(user_id: Uuid, id: Uuid, mime_type: &str) -> String {
+    format!("recordings/{user_id}/{id}.{}", extension_for(mime_type))
+}
+
+pub fn extension_for(mime_type: &str) -> &'static str {
+    let base = mime_type.split(';').next().unwrap_or("").trim();
+    match base {
+        "audio/webm" | "video/webm" => "webm",
+        "audio/mp4" | "audio/x-m4a" | "audio/aac" | "video/mp4" => "m4a",
+        "audio/ogg" | "audio/opus" => "ogg",
+        "audio/wav" | "audio/x-wav" | "audio/wave" => "wav",
+        "audio/mpeg" => "mp3",
+        _ => "bin",
+    }
+}
+
+/// Fixes, uploads and records a take as `outcome` (ready or interrupted);
+/// `pending` with the spool kept if the storage does not confirm the upload.
+pub async fn finalize(db: &Db, storage: &Storage, take: &Take, outcome: StoredStatus) -> RecordingResult<RecordRow> {
+    let prepared = prepare(&take.paths).await?;
+    let key = storage_key(take.user_id, take.id, &take.mime_type);
+    let source = if prepared.fixed { &take.paths.fixed } else { &take.paths.data };
+    let (status, outcome_col) = match storage.put_file(&key, source, &take.mime_type).await {
+        Ok(_) => (outcome, None),
+        Err(e) => {
+            tracing::warn!(recording_id = %take.id, error = %e, "upload failed; the record stays pending and is retried");
+            (StoredStatus::Pending, Some(outcome))
+        }
+    };
+    let row = db
+        .finish_recording(
+            take.id,
+            &FinishedRecording {
+                status,
+                outcome: outcome_col,
+                storage_key: key,
+                mime_type: take.mime_type.clone(),
+                size_bytes: prepared.size_bytes,
+                duration_ms: prepared.duration_ms,
+            },
+        )
+        .await?
+        .ok_or(RecordingError::NotFound(take.id))?;
+    if status != StoredStatus::Pending {
+        take.paths.remove();
+    }
+    tracing::info!(
+        recording_id = %take.id, user_id = %take.user_id, status = status.as_str(),
+        bytes = prepared.size_bytes, duration_ms = prepared.duration_ms, fixed = prepared.fixed,
+        "recording finalized"
+    );
+    Ok(row)
+}
+
+/// Retries the upload of a pending record from its spool.
+pub async fn retry_upload(db: &Db, storage: &Storage, row: &RecordRow, paths: &SpoolPaths) -> RecordingResult<()> {
+    let source = if paths.fixed.exists() { &paths.fixed } else { &paths.data };
+    if !source.exists() {
+        return Err(RecordingError::SpoolMissing(row.id));
+    }
+    let key = row.storage_key.clone().unwrap_or_else(|| storage_key(row.user_id, row.id, &row.mime_type));
+    storage.put_file(&key, source, &row.mime_type).await.map_err(|e| std::io::Error::other(e.to_string()))?;
+    let outcome = row.outcome.as_deref().map(StoredStatus::parse).unwrap_or(StoredStatus::Ready);
+    db.finish_recording(
+        row.id,
+        &FinishedRecording {
+            status: outcome,
+            outcome: None,
+            storage_key: key,
+            mime_type: row.mime_type.clone(),
+            size_bytes: row.size_bytes as u64,
+            duration_ms: row.duration_ms as u64,
+        },
+    )
+    .await?;
+    paths.remove();
+    tracing::info!(recording_id = %row.id, "pending upload confirmed");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_extensions() {
+        assert_eq!(extension_for("audio/webm;codecs=opus"), "webm");
+        assert_eq!(extension_for("audio/mp4"), "m4a");
+        assert_eq!(extension_for("application/octet-stream"), "bin");
+        let (u, r) = (Uuid::nil(), Uuid::max());
+        assert_eq!(storage_key(u, r, "audio/webm"), format!("recordings/{u}/{r}.webm"));
+    }
+
+    #[tokio::test]
+    async fn unknown_audio_is_kept_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = SpoolPaths::new(dir.path(), Uuid::new_v4());
+        std::fs::write(&paths.data, b"not a container at all").unwrap();
+        let p = prepare(&paths).await.unwrap();
+        assert_eq!(p, Prepared { fixed: false, duration_ms: 0, size_bytes: 22 });
+    }
+}

@@ -1,0 +1,172 @@
+//! The spool: a live recording's bytes on local disk, written chunk by chunk
+//! before each chunk is acknowledged.
+//!
+//! Two files per recording: `<id>.data` holds the audio bytes in order, and
+//! `<id>.idx` holds one little-endian u64 per stored chunk (its length). The
+//! data is written first and the index entry second, so after a crash the
+//! index says exactly which chunks are complete: recovery cuts the data file
+//! to the sum of the indexed lengths and the next expected seq is the number
+//! of entries. Memory per recording is two file handles and a few counters,
+//! whatever the recording's length.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct SpoolPaths {
+    pub data: PathBuf,
+    pub index: PathBuf,
+    /// The container-fixed file produced at finalize, uploaded from here.
+    pub fixed: PathBuf,
+}
+
+impl SpoolPaths {
+    pub fn new(dir: &Path, id: Uuid) -> SpoolPaths {
+        SpoolPaths {
+            data: dir.join(format!("{id}.data")),
+            index: dir.join(format!("{id}.idx")),
+            fixed: dir.join(format!("{id}.fixed")),
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.data.exists() && self.index.exists()
+    }
+
+    /// Removes every file of the recording (after a confirmed upload).
+    pub fn remove(&self) {
+        for p in [&self.data, &self.index, &self.fixed] {
+            if let Err(e) = std::fs::remove_file(p) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %p.display(), error = %e, "cannot remove spool file");
+                }
+            }
+        }
+    }
+}
+
+/// An open spool, appended to by one task at a time.
+#[derive(Debug)]
+pub struct Spool {
+    pub paths: SpoolPaths,
+    data: Arc<File>,
+    index: Arc<File>,
+    /// Chunks stored so far (the next expected seq).
+    pub chunks: u64,
+    pub bytes: u64,
+}
+
+impl Spool {
+    /// Creates the spool of a new recording.
+    pub fn create(dir: &Path, id: Uuid) -> std::io::Result<Spool> {
+        std::fs::create_dir_all(dir)?;
+        let paths = SpoolPaths::new(dir, id);
+        let open = |p: &Path| OpenOptions::new().create_new(true).append(true).open(p);
+        let data = open(&paths.data)?;
+        let index = open(&paths.index)?;
+        Ok(Spool { paths, data: Arc::new(data), index: Arc::new(index), chunks: 0, bytes: 0 })
+    }
+
+    /// Reopens the spool of a recording after a disconnect, a restart or a
+    /// crash, dropping any chunk whose write did not complete.
+    pub fn recover(dir: &Path, id: Uuid) -> std::io::Result<Spool> {
+        let paths = SpoolPaths::new(dir, id);
+        let mut raw = Vec::new();
+        File::open(&paths.index)?.read_to_end(&mut raw)?;
+        let data_len = std::fs::metadata(&paths.data)?.len();
+        let (mut chunks, mut bytes) = (0u64, 0u64);
+        for entry in raw.chunks_exact(8) {
+            let len = u64::from_le_bytes(entry.try_into().expect("8 bytes"));
+            if bytes + len > data_len {
+                break; // the index got ahead of the data: that chunk was never acknowledged
+            }
+            chunks += 1;
+            bytes += len;
+        }
+        let data = OpenOptions::new().append(true).open(&paths.data)?;
+        data.set_len(bytes)?;
+        let index = OpenOptions::new().append(true).open(&paths.index)?;
+        index.set_len(chunks * 8)?;
+        Ok(Spool { paths, data: Arc::new(data), index: Arc::new(index), chunks, bytes })
+    }
+
+    /// Writes one chunk (data, then its index entry). When this returns the
+    /// bytes are in the operating system's hands: they survive the server
+    /// process being killed, not a power cut (see `sync`).
+    pub async fn append(&mut self, chunk: Bytes) -> std::io::Result<()> {
+        let (data, index) = (self.data.clone(), self.index.clone());
+        let len = chunk.len() as u64;
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            (&*data).write_all(&chunk)?;
+            (&*index).write_all(&len.to_le_bytes())
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.chunks += 1;
+        self.bytes += len;
+        Ok(())
+    }
+
+    /// Flushes the spool to the disk itself.
+    pub async fn sync(&self) -> std::io::Result<()> {
+        let (data, index) = (self.data.clone(), self.index.clone());
+        tokio::task::spawn_blocking(move || {
+            data.sync_data()?;
+            index.sync_data()
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn recover_keeps_complete_chunks_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        let mut spool = Spool::create(dir.path(), id).unwrap();
+        spool.append(Bytes::from_static(b"hello ")).await.unwrap();
+        spool.append(Bytes::from_static(b"world")).await.unwrap();
+        assert_eq!((spool.chunks, spool.bytes), (2, 11));
+        drop(spool);
+
+        // A crash in the middle of a third chunk: half its data, no index entry...
+        OpenOptions::new().append(true).open(dir.path().join(format!("{id}.data"))).unwrap().write_all(b"!!").unwrap();
+        // ...and a torn index entry.
+        OpenOptions::new().append(true).open(dir.path().join(format!("{id}.idx"))).unwrap().write_all(&[3, 0]).unwrap();
+
+        let mut spool = Spool::recover(dir.path(), id).unwrap();
+        assert_eq!((spool.chunks, spool.bytes), (2, 11));
+        spool.append(Bytes::from_static(b"!")).await.unwrap();
+        assert_eq!(std::fs::read(&spool.paths.data).unwrap(), b"hello world!");
+        assert_eq!(std::fs::metadata(&spool.paths.index).unwrap().len(), 24);
+    }
+
+    #[tokio::test]
+    async fn index_ahead_of_data_drops_the_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        let mut spool = Spool::create(dir.path(), id).unwrap();
+        spool.append(Bytes::from_static(b"abc")).await.unwrap();
+        drop(spool);
+        OpenOptions::new().append(true).open(dir.path().join(format!("{id}.idx"))).unwrap().write_all(&9u64.to_le_bytes()).unwrap();
+        let spool = Spool::recover(dir.path(), id).unwrap();
+        assert_eq!((spool.chunks, spool.bytes), (1, 3));
+    }
+
+    #[test]
+    fn create_refuses_an_existing_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        let _first = Spool::create(dir.path(), id).unwrap();
+        assert!(Spool::create(dir.path(), id).is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! Where finalized audio lives: a local folder or an S3 bucket, both through
+//! `object_store`, behind this one type. Nothing else in the server knows
+//! which backend is in use.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::signer::Signer;
+use object_store::{Attribute, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMultipartOptions, WriteMultipart};
+use tokio::io::AsyncReadExt;
+
+use crate::config::StorageConfig;
+
+/// Upload part size: S3's minimum for all but the last part.
+const PART_BYTES: usize = 5 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    /// Set for S3: playback links are presigned GET URLs.
+    signer: Option<Arc<AmazonS3>>,
+    /// Object attributes (content type) are kept by S3 only; the local
+    /// folder serves the type recorded in the database.
+    keeps_attributes: bool,
+}
+
+/// What a ranged read returns.
+pub struct ObjectRead {
+    pub size: u64,
+    pub range: Range<u64>,
+    pub stream: BoxStream<'static, object_store::Result<Bytes>>,
+}
+
+impl Storage {
+    pub fn from_config(config: &StorageConfig) -> object_store::Result<Storage> {
+        match config {
+            StorageConfig::Local { dir } => {
+                std::fs::create_dir_all(dir).map_err(|e| object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: format!("cannot create STORAGE_DIR {}: {e}", dir.display()).into(),
+                })?;
+                let store = LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true);
+                Ok(Storage { store: Arc::new(store), signer: None, keeps_attributes: false })
+            }
+            StorageConfig::S3 { bucket, region, endpoint, force_path_style, allow_http } => {
+                let mut builder = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_region(region)
+                    .with_allow_http(*allow_http)
+                    .with_virtual_hosted_style_request(!*force_path_style)
+                    .with_retry(object_store::RetryConfig {
+                        max_retries: 2,
+                        retry_timeout: Duration::from_secs(10),
+                        ..Default::default()
+                    });
+                if let Some(endpoint) = endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                }
+                let s3 = Arc::new(builder.build()?);
+                Ok(Storage { store: s3.clone(), signer: Some(s3), keeps_attributes: true })
+            }
+        }
+    }
+
+    pub fn is_s3(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    /// Uploads a file in parts (memory bounded by one part), confirming the
+    /// whole object before returning.
+    pub async fn put_file(&self, key: &str, file: &Path, content_type: &str) -> object_store::Result<u64> {
+        let mut attributes = Attributes::new();
+        if self.keeps_attributes {
+            attributes.insert(Attribute::ContentType, content_type.to_string().into());
+        }
+        let options = PutMultipartOptions { attributes, ..Default::default() };
+        let upload = self.store.put_multipart_opts(&ObjectPath::from(key), options).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        let mut input = tokio::fs::File::open(file).await.map_err(io_error)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = match input.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    writer.abort().await.ok();
+                    return Err(io_error(e));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            writer.wait_for_capacity(2).await?;
+            writer.write(&buf[..n]);
+            total += n as u64;
+        }
+        writer.finish().await?;
+        Ok(total)
+    }
+
+    pub async fn put_bytes(&self, key: &str, bytes: Bytes) -> object_store::Result<()> {
+        self.store.put(&ObjectPath::from(key), bytes.into()).await.map(|_| ())
+    }
+
+    /// Reads an object, whole or a byte range of it.
+    pub async fn get(&self, key: &str, range: Option<Range<u64>>) -> object_store::Result<ObjectRead> {
+        let options = GetOptions { range: range.map(GetRange::Bounded), ..Default::default() };
+        let result = self.store.get_opts(&ObjectPath::from(key), options).await?;
+        Ok(ObjectRead { size: result.meta.size, range: result.range.clone(), stream: result.into_stream().boxed() })
+    }
+
+    pub async fn size(&self, key: &str) -> object_store::Result<u64> {
+        Ok(self.store.head(&ObjectPath::from(key)).await?.size)
+    }
+
+    pub async fn delete(&self, key: &str) -> object_store::Result<()> {
+        match self.store.delete(&ObjectPath::from(key)).await {
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// A presigned GET URL for S3; `None` for the local folder (the server
+    /// streams those itself).
+    pub async fn presigned_get(&self, key: &str, ttl: Duration) -> object_store::Result<Option<String>> {
+        match &self.signer {
+            Some(s3) => Ok(Some(s3.signed_url(http::Method::GET, &ObjectPath::from(key), ttl).await?.to_string())),
+            None => Ok(None),
+        }
+    }
+}
+
+fn io_error(e: std::io::Error) -> object_store::Error {
+    object_store::Error::Generic { store: "spool", source: Box::new(e) }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The storage test-suite; runs against the local folder here and
+    /// against a real S3-compatible server in `tests/storage_s3.rs`.
+    pub async fn suite(storage: &Storage) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("take.webm");
+        // Larger than one part, so the multipart path is exercised.
+        let data: Vec<u8> = (0..(PART_BYTES + 12345)).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&file, &data).unwrap();
+        let key = format!("suite/{}.webm", uuid::Uuid::new_v4());
+        assert_eq!(storage.put_file(&key, &file, "audio/webm").await.unwrap(), data.len() as u64);
+        assert_eq!(storage.size(&key).await.unwrap(), data.len() as u64);
+
+        let whole = storage.get(&key, None).await.unwrap();
+        assert_eq!(whole.size, data.len() as u64);
+        let bytes: Vec<u8> = whole.stream.map(|b| b.unwrap().to_vec()).concat().await;
+        assert_eq!(bytes, data);
+
+        let part = storage.get(&key, Some(100..1100)).await.unwrap();
+        assert_eq!(part.range, 100..1100);
+        let bytes: Vec<u8> = part.stream.map(|b| b.unwrap().to_vec()).concat().await;
+        assert_eq!(bytes, &data[100..1100]);
+
+        storage.delete(&key).await.unwrap();
+        assert!(matches!(storage.size(&key).await, Err(object_store::Error::NotFound { .. })));
+        // Deleting twice is fine.
+        storage.delete(&key).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn local_folder_passes_the_storage_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::from_config(&StorageConfig::Local { dir: dir.path().join("public") }).unwrap();
+        suite(&storage).await;
+        assert!(storage.presigned_get("x", Duration::from_secs(1)).await.unwrap().is_none());
+    }
+}

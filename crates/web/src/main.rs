@@ -1,0 +1,36 @@
+//! AudioBook's web app (Leptos, client-side rendering). Built for
+//! `wasm32-unknown-unknown` by `cargo xtask build-web`; on other targets only
+//! the pure logic (the chunk queue, formatting) compiles, for its tests.
+
+mod format;
+mod recorder;
+
+#[cfg(target_arch = "wasm32")]
+mod api;
+#[cfg(target_arch = "wasm32")]
+mod app;
+#[cfg(target_arch = "wasm32")]
+mod components;
+#[cfg(target_arch = "wasm32")]
+mod config;
+#[cfg(target_arch = "wasm32")]
+mod pages;
+#[cfg(target_arch = "wasm32")]
+mod session;
+#[cfg(target_arch = "wasm32")]
+mod socket;
+#[cfg(target_arch = "wasm32")]
+mod storage;
+
+#[cfg(target_arch = "wasm32")]
+fn main() {
+    if let Some(boot) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.get_element_by_id("boot")) {
+        boot.remove();
+    }
+    leptos::mount::mount_to_body(app::App);
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() {
+    eprintln!("audiobook-web runs in a browser: build it with `cargo xtask build-web`.");
+}

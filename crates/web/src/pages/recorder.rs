@@ -1,0 +1,137 @@
+//! `/recorder`: record, pause, resume and stop; the take streams to the
+//! server as it is recorded.
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos_router::NavigateOptions;
+use leptos_router::components::A;
+use leptos_router::hooks::use_navigate;
+
+use super::Header;
+use crate::components::{Clock, ConnectionBadge, LevelMeter, StatusBanner, Tone};
+use crate::format;
+use crate::recorder::studio::{Conn, Phase, Studio};
+use crate::session::use_session;
+
+#[component]
+pub fn RecorderPage() -> impl IntoView {
+    super::set_title("Recorder");
+    let session = use_session();
+    let navigate = use_navigate();
+    let Some(current) = session.get_untracked() else {
+        navigate("/onboard", NavigateOptions { replace: true, ..Default::default() });
+        return ().into_any();
+    };
+    let studio = Studio::open(current, &crate::config::server_url());
+    let ui = studio.ui();
+    let studio = StoredValue::new_local(studio);
+    on_cleanup(move || studio.with_value(|s| s.close()));
+
+    let record = move || {
+        let s = studio.get_value();
+        spawn_local(async move { s.record().await });
+    };
+    let pause = move |_| studio.with_value(|s| s.pause());
+    let resume = move |_| studio.with_value(|s| s.resume());
+    let stop = move |_| studio.with_value(|s| s.stop());
+    let again = move |_| {
+        studio.with_value(|s| s.reset());
+        record();
+    };
+    // Leaving for the list mid-take asks first (closing the tab is guarded
+    // by a beforeunload prompt).
+    let guard_leave = move |ev: leptos::ev::MouseEvent| {
+        if studio.with_value(|s| s.has_unsaved_audio()) {
+            let leave = web_sys::window()
+                .and_then(|w| w.confirm_with_message("Your recording is not saved yet. Leave and lose it?").ok())
+                .unwrap_or(true);
+            if !leave {
+                ev.prevent_default();
+            }
+        }
+    };
+
+    let phase = ui.phase;
+    let tone = Signal::derive(move || match phase.get() {
+        Phase::MicError(_) | Phase::Failed(_) => Tone::Error,
+        Phase::Saved(_) => Tone::Success,
+        _ => Tone::Info,
+    });
+    let status_text = move || match phase.get() {
+        Phase::Idle => "Ready. Press Record to start.".to_string(),
+        Phase::AskingMic => "Waiting for access to the microphone…".to_string(),
+        Phase::MicError(e) => e,
+        Phase::Recording => "Recording…".to_string(),
+        Phase::Paused => "Paused. Press Resume to go on.".to_string(),
+        Phase::Saving => {
+            let unsent = ui.unsent_bytes.get();
+            if unsent > 0 && ui.conn.get() != Conn::Online {
+                format!("Saving… {} waiting for the connection.", format::size(unsent))
+            } else {
+                "Saving…".to_string()
+            }
+        }
+        Phase::Saved(r) => format!("Saved “{}” ({}).", r.name, format::duration_ms(r.duration_ms)),
+        Phase::Failed(e) => format!("The recording could not be saved: {e}"),
+    };
+    let recording = move || matches!(phase.get(), Phase::Recording);
+    let paused = move || matches!(phase.get(), Phase::Paused);
+    let live = move || matches!(phase.get(), Phase::Recording | Phase::Paused);
+    let can_start = move || matches!(phase.get(), Phase::Idle);
+
+    view! {
+        <Header>
+            <A href="/records" on:click=guard_leave>"My recordings"</A>
+        </Header>
+        <main id="main" class="page recorder">
+            <div class="recorder-head">
+                <h1>"Recorder"</h1>
+                <ConnectionBadge conn=ui.conn />
+            </div>
+            <section class="card studio" aria-label="Recording controls"
+                     class:studio-live=recording class:studio-paused=paused>
+                <Clock elapsed_ms=ui.elapsed_ms />
+                <LevelMeter level=ui.level active=Signal::derive(recording) />
+                <div class="controls">
+                    <Show when=can_start>
+                        <button type="button" class="button button-record" on:click=move |_| record()>
+                            <span class="dot" aria-hidden="true"></span>"Record"
+                        </button>
+                    </Show>
+                    <Show when=recording>
+                        <button type="button" class="button" on:click=pause>"Pause"</button>
+                    </Show>
+                    <Show when=paused>
+                        <button type="button" class="button" on:click=resume>"Resume"</button>
+                    </Show>
+                    <Show when=live>
+                        <button type="button" class="button button-stop" on:click=stop>
+                            <span class="square" aria-hidden="true"></span>"Stop"
+                        </button>
+                    </Show>
+                    <Show when=move || matches!(phase.get(), Phase::MicError(_))>
+                        <button type="button" class="button button-primary" on:click=again>"Try again"</button>
+                    </Show>
+                    <Show when=move || matches!(phase.get(), Phase::Saved(_) | Phase::Failed(_))>
+                        <button type="button" class="button button-record" on:click=again>
+                            <span class="dot" aria-hidden="true"></span>"Record another"
+                        </button>
+                        <A href="/records" attr:class="button">"Listen in My recordings"</A>
+                    </Show>
+                </div>
+                <StatusBanner tone=tone>
+                    <span class="status-text">{status_text}</span>
+                </StatusBanner>
+                <p class="transfer" aria-live="off">
+                    {move || {
+                        let (sent, unsent) = (ui.sent_bytes.get(), ui.unsent_bytes.get());
+                        (live() || matches!(phase.get(), Phase::Saving)).then(|| {
+                            format!("Sent {} · waiting {}", format::size(sent), format::size(unsent))
+                        })
+                    }}
+                </p>
+            </section>
+        </main>
+    }
+    .into_any()
+}

@@ -1,0 +1,38 @@
+//! The signed-in user, kept in `localStorage` so a reload stays signed in.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+const KEY: &str = "audiobook.session";
+
+/// Who is using the app, and the bearer token for the API and the socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub user_id: Uuid,
+    pub name: String,
+    pub token: String,
+}
+
+fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok().flatten()
+}
+
+/// The saved session, if any (a malformed entry counts as none).
+pub fn load() -> Option<Session> {
+    let text = local_storage()?.get_item(KEY).ok().flatten()?;
+    serde_json::from_str(&text).ok()
+}
+
+pub fn save(session: &Session) -> Result<(), String> {
+    let storage = local_storage().ok_or("This browser does not allow saving data for this site (localStorage).")?;
+    let text = serde_json::to_string(session).map_err(|e| e.to_string())?;
+    storage
+        .set_item(KEY, &text)
+        .map_err(|_| "This browser refused to save your session (storage full or blocked).".to_string())
+}
+
+pub fn clear() {
+    if let Some(storage) = local_storage() {
+        let _ = storage.remove_item(KEY);
+    }
+}

@@ -1,0 +1,329 @@
+//! AudioBook's wire format: the JSON bodies of the REST API and the payloads
+//! and acknowledgements of the Socket.IO events, exactly as
+//! `shared/CONTRACT.md` fixes them. The server, the web app and the load
+//! program all use these types, so they cannot drift apart.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Longest user name, in characters (not bytes).
+pub const MAX_USER_NAME_CHARS: usize = 20;
+/// Longest recording name, in characters (not bytes).
+pub const MAX_RECORDING_NAME_CHARS: usize = 50;
+
+/// Socket.IO event names.
+pub mod events {
+    pub const START_RECORDING: &str = "start-recording";
+    pub const APPEND_RECORDING: &str = "append-recording";
+    pub const RESUME_RECORDING: &str = "resume-recording";
+    pub const STOP_RECORDING: &str = "stop-recording";
+    pub const RECORDING_SAVED: &str = "recording-saved";
+    pub const RECORDING_ERROR: &str = "recording-error";
+}
+
+// ---------------------------------------------------------------- REST
+
+/// `POST /onboard` body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OnboardRequest {
+    pub name: String,
+}
+
+/// A user as the API shows it (never with its token).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct User {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `POST /onboard` answer: the user plus the bearer token, shown once.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Onboarded {
+    #[serde(flatten)]
+    pub user: User,
+    pub token: String,
+}
+
+/// Where a saved recording stands.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordStatus {
+    /// Stored in the storage backend and playable.
+    Ready,
+    /// The client never came back; what the server held was finalized.
+    Interrupted,
+    /// Safe on the server, upload to the storage backend not confirmed yet.
+    Pending,
+}
+
+/// A saved recording.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Record {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub name: String,
+    /// Absolute URL that plays the audio without any header.
+    pub link: String,
+    pub mime_type: String,
+    pub size_bytes: u64,
+    pub duration_ms: u64,
+    pub status: RecordStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Every error body of the REST API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// `GET /health` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Health {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+// ---------------------------------------------------------------- Socket.IO
+
+/// Handshake `auth` payload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HandshakeAuth {
+    pub token: String,
+}
+
+/// `start-recording` payload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StartRecording {
+    pub mime_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `start-recording` ack.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StartAck {
+    pub ok: bool,
+    pub recording_id: Uuid,
+}
+
+/// `append-recording` payload. `data` is a Socket.IO binary attachment;
+/// original clients send `{"data": null, "final": true}` to mark the end.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct AppendChunk {
+    #[serde(default)]
+    pub data: Option<bytes::Bytes>,
+    #[serde(default, rename = "final")]
+    pub is_final: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    /// Input level peaks (0..=255) for this chunk's span, for the waveform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peaks: Option<Vec<u8>>,
+}
+
+/// `append-recording` ack: `{"ok": true, ...}` or `{"ok": false, ...}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum AppendAck {
+    Ok(AppendOk),
+    Err(AppendErr),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AppendOk {
+    pub ok: monostate::True,
+    pub recording_id: Uuid,
+    pub seq: u64,
+    pub received_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AppendErr {
+    pub ok: monostate::False,
+    pub error: String,
+    /// The seq the server expects next, when it knows the recording.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_id: Option<Uuid>,
+}
+
+/// `resume-recording` payload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResumeRecording {
+    pub recording_id: Uuid,
+}
+
+/// `resume-recording` ack.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ResumeAck {
+    Ok(ResumeOk),
+    Err(Failure),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResumeOk {
+    pub ok: monostate::True,
+    pub recording_id: Uuid,
+    pub next_seq: u64,
+    pub received_bytes: u64,
+}
+
+/// `stop-recording` payload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct StopRecording {
+    /// Kept for original clients; it must be the token's user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_id: Option<Uuid>,
+    /// How many chunks the client sent (seq 0..chunks); the server refuses to
+    /// finalize while any of them is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<u64>,
+}
+
+/// `stop-recording` ack.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum StopAck {
+    Ok(StopOk),
+    Err(Failure),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StopOk {
+    pub ok: monostate::True,
+    pub record: Record,
+}
+
+/// A refused request on the socket: `{"ok": false, "error": "..."}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Failure {
+    pub ok: monostate::False,
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_id: Option<Uuid>,
+}
+
+impl Failure {
+    pub fn new(error: impl Into<String>) -> Self {
+        Failure {
+            ok: monostate::False,
+            error: error.into(),
+            next_seq: None,
+            recording_id: None,
+        }
+    }
+}
+
+/// `recording-error` payload (server → client).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RecordingError {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_id: Option<Uuid>,
+    pub error: String,
+}
+
+/// `true` and `false` as types, so that `{"ok": true}` and `{"ok": false}`
+/// select the right variant of an untagged ack.
+pub mod monostate {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct True;
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct False;
+
+    macro_rules! bool_type {
+        ($ty:ident, $value:literal) => {
+            impl Serialize for $ty {
+                fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    s.serialize_bool($value)
+                }
+            }
+            impl<'de> Deserialize<'de> for $ty {
+                fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                    if bool::deserialize(d)? == $value {
+                        Ok($ty)
+                    } else {
+                        Err(D::Error::custom(concat!("expected ", stringify!($value))))
+                    }
+                }
+            }
+        };
+    }
+    bool_type!(True, true);
+    bool_type!(False, false);
+}
+
+/// Counts characters the way the limits mean them (Unicode scalar values).
+pub fn char_len(s: &str) -> usize {
+    s.chars().count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn append_ack_variants_follow_ok() {
+        let ok: AppendAck = serde_json::from_value(json!({
+            "ok": true, "recording_id": Uuid::nil(), "seq": 3, "received_bytes": 10
+        }))
+        .unwrap();
+        assert!(matches!(ok, AppendAck::Ok(AppendOk { seq: 3, received_bytes: 10, .. })));
+        let err: AppendAck =
+            serde_json::from_value(json!({"ok": false, "error": "gap", "next_seq": 2})).unwrap();
+        assert!(matches!(err, AppendAck::Err(AppendErr { next_seq: Some(2), .. })));
+        assert_eq!(
+            serde_json::to_value(AppendAck::Err(AppendErr {
+                ok: monostate::False,
+                error: "x".into(),
+                next_seq: Some(1),
+                recording_id: None
+            }))
+            .unwrap(),
+            json!({"ok": false, "error": "x", "next_seq": 1})
+        );
+    }
+
+    #[test]
+    fn original_final_marker_parses() {
+        let c: AppendChunk = serde_json::from_value(json!({"data": null, "final": true})).unwrap();
+        assert!(c.is_final && c.data.is_none() && c.seq.is_none());
+    }
+
+    #[test]
+    fn onboarded_flattens_user_and_status_is_lowercase() {
+        let now = Utc::now();
+        let v = serde_json::to_value(Onboarded {
+            user: User { id: Uuid::nil(), name: "Ann".into(), created_at: now, updated_at: now },
+            token: "t".into(),
+        })
+        .unwrap();
+        assert_eq!(v["name"], "Ann");
+        assert_eq!(v["token"], "t");
+        assert_eq!(serde_json::to_value(RecordStatus::Interrupted).unwrap(), json!("interrupted"));
+    }
+
+    #[test]
+    fn char_len_counts_characters_not_bytes() {
+        assert_eq!(char_len("héllo wörld ✓"), 13);
+        assert_eq!(char_len(""), 0);
+    }
+}

@@ -1,0 +1,156 @@
+//! `cargo xtask <command>`: the project's entry points (see README.md).
+
+mod deploy_checks;
+mod services;
+mod util;
+mod web;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use util::{Result, root, run};
+
+const HELP: &str = "\
+usage: cargo xtask <command>
+
+  run            build what is missing (WASM target, wasm-bindgen, web app, server)
+                 and run AudioBook on one port (PORT, default 3000)
+  test           run every test: unit, integration against real PostgreSQL and
+                 S3-compatible servers started for the run, deployment checks,
+                 and the browser end-to-end tests
+  build-web      build the web app into target/web-dist
+  e2e            only the browser end-to-end tests
+  check-deploy   lint Dockerfiles, workflows and compose.yaml
+  migrate        apply the database migrations to DATABASE_URL and exit
+  bench [ARGS]   run the load generator against a release server (ARGS go to loadgen)
+";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => run_app(),
+        Some("test") => test(),
+        Some("build-web") => web::build_web(true).map(|d| eprintln!("xtask: web app in {}", d.display())),
+        Some("e2e") => e2e(),
+        Some("check-deploy") => deploy_checks::check_deploy_files(&root()),
+        Some("migrate") => cargo(&["run", "--quiet", "-p", "audiobook-server", "--", "migrate"]),
+        Some("bench") => bench(&args[1..]),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{HELP}")),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn cargo(args: &[&str]) -> Result {
+    run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args(args).current_dir(root()))
+}
+
+/// `cargo xtask run`: the web app and the API on one port, embedded defaults.
+fn run_app() -> Result {
+    let dist = web::build_web(true)?;
+    cargo(&["build", "--release", "-p", "audiobook-server"])?;
+    let server = root().join("target/release/audiobook-server");
+    let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
+    let url = std::env::var("PUBLIC_URL").unwrap_or_else(|_| format!("http://localhost:{port}"));
+    eprintln!("\n  AudioBook is starting: open {url}\n  (Ctrl-C stops it)\n");
+    let mut cmd = Command::new(server);
+    cmd.current_dir(root()).env("WEB_DIST", std::env::var("WEB_DIST").unwrap_or_else(|_| dist.display().to_string()));
+    // The server replaces this process, so SIGINT/SIGTERM reach it directly.
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        Err(format!("cannot start the server: {}", cmd.exec()))
+    }
+    #[cfg(not(unix))]
+    run(&mut cmd)
+}
+
+/// `cargo xtask test`: every test, with real services started for the run.
+fn test() -> Result {
+    let started = Instant::now();
+    let work = root().join("target/test-services");
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+
+    let postgres = services::Postgres::start(&work)?;
+    let s3 = services::S3::start(&work)?;
+    let dist = web::build_web(false)?;
+
+    let mut test = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    test.current_dir(root())
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .env("AUDIOBOOK_REQUIRE_SERVICES", "1")
+        .env("TEST_DATABASE_URL", &postgres.url)
+        .env("TEST_S3_ENDPOINT", &s3.endpoint)
+        .env("TEST_S3_BUCKET", &s3.bucket)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("WEB_DIST", &dist);
+    let unit = run(&mut test);
+
+    let deploy = deploy_checks::check_deploy_files(&root());
+    let browser = e2e_with(&dist);
+    drop(s3);
+    drop(postgres);
+
+    let failures: Vec<String> = [("cargo test", unit), ("deployment checks", deploy), ("browser end-to-end tests", browser)]
+        .into_iter()
+        .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
+        .collect();
+    eprintln!("xtask: test finished in {:.0} s", started.elapsed().as_secs_f64());
+    if failures.is_empty() { Ok(()) } else { Err(failures.join("\n")) }
+}
+
+fn e2e() -> Result {
+    let dist = web::build_web(false)?;
+    e2e_with(&dist)
+}
+
+fn e2e_with(dist: &std::path::Path) -> Result {
+    cargo(&["build", "-p", "audiobook-server"])?;
+    web::run_e2e(&root().join("target/debug/audiobook-server"), dist)
+}
+
+/// `cargo xtask bench ...`: a release server on a free port, the load
+/// generator against it, figures printed by the load generator.
+fn bench(args: &[String]) -> Result {
+    cargo(&["build", "--release", "-p", "audiobook-server", "-p", "audiobook-loadgen"])?;
+    let work = root().join("target/bench");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let port = util::free_port();
+    let mut server = Command::new(root().join("target/release/audiobook-server"))
+        .current_dir(&work)
+        .env("PORT", port.to_string())
+        .env("HOST", "127.0.0.1")
+        .env("DATABASE_URL", std::env::var("DATABASE_URL").unwrap_or_else(|_| format!("sqlite://{}", work.join("bench.db").display())))
+        .env("STORAGE_DIR", work.join("public"))
+        .env("SPOOL_DIR", work.join("spool"))
+        .env("PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+        .env("MAX_LIVE_RECORDINGS_PER_USER", "4")
+        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let result = run(Command::new(root().join("target/release/loadgen"))
+        .arg("--url")
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg("--server-pid")
+        .arg(server.id().to_string())
+        .args(args));
+    let _ = server.kill();
+    let _ = server.wait();
+    result
+}
+
+#[allow(dead_code)]
+fn path(p: &str) -> PathBuf {
+    root().join(p)
+}

@@ -1,0 +1,84 @@
+//! Small process and file helpers shared by the xtask subcommands (std only,
+//! so `cargo xtask` builds in seconds).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub type Result<T = ()> = std::result::Result<T, String>;
+
+/// The workspace root (the folder above `xtask/`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace").to_path_buf()
+}
+
+/// Runs a command in the foreground, echoing it, and fails naming it.
+pub fn run(cmd: &mut Command) -> Result {
+    eprintln!("xtask: $ {}", describe(cmd));
+    let status = cmd.status().map_err(|e| format!("cannot start `{}`: {e}", describe(cmd)))?;
+    if status.success() { Ok(()) } else { Err(format!("`{}` failed ({status})", describe(cmd))) }
+}
+
+/// Runs a command and returns its standard output.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().map_err(|e| format!("cannot start `{}`: {e}", describe(cmd)))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{}` failed ({}): {}",
+            describe(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+/// Finds an executable on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// A TCP port that was free a moment ago on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind loopback")
+}
+
+pub fn is_root() -> bool {
+    output(Command::new("id").arg("-u")).map(|s| s.trim() == "0").unwrap_or(false)
+}
+
+/// Installs Debian packages when running as root, or fails naming them.
+pub fn apt_install(packages: &[&str]) -> Result {
+    if packages.is_empty() {
+        return Ok(());
+    }
+    if !is_root() || which("apt-get").is_none() {
+        return Err(format!("missing system packages; install them with: apt-get install -y {}", packages.join(" ")));
+    }
+    static UPDATED: std::sync::Once = std::sync::Once::new();
+    let mut update_result = Ok(());
+    UPDATED.call_once(|| update_result = run(Command::new("apt-get").args(["update", "-qq"])));
+    update_result?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// The version of a package in Cargo.lock (the first entry with that name).
+pub fn locked_version(package: &str) -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
+    let needle = format!("name = \"{package}\"\nversion = \"");
+    let start = lock.find(&needle).ok_or_else(|| format!("{package} is not in Cargo.lock"))? + needle.len();
+    Ok(lock[start..].split('"').next().unwrap_or_default().to_string())
+}

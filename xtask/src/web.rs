@@ -1,0 +1,130 @@
+//! The web app's build (`build-web`) and the browser end-to-end tests.
+//!
+//! `build_web` compiles `crates/web` to WebAssembly, runs the wasm-bindgen
+//! CLI of exactly the Cargo.lock version, and copies `crates/web/static`
+//! beside it into `target/web-dist/`, the folder the server serves
+//! (`WEB_DIST`) and `Dockerfile.client` copies.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::{self, Result};
+
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+const CHROMIUM: &str = "/usr/lib/chromium/chromium";
+
+/// Builds the web app into `target/web-dist/` and returns that folder.
+pub fn build_web(release: bool) -> Result<PathBuf> {
+    let root = util::root();
+    ensure_wasm_target()?;
+    let wasm_bindgen = ensure_wasm_bindgen()?;
+
+    let profile = if release { "wasm-release" } else { "dev" };
+    util::run(
+        Command::new(cargo())
+            .current_dir(&root)
+            .args(["build", "-p", "audiobook-web", "--target", WASM_TARGET, "--profile", profile]),
+    )?;
+    let profile_dir = if release { "wasm-release" } else { "debug" };
+    let wasm = target_dir(&root).join(WASM_TARGET).join(profile_dir).join("audiobook-web.wasm");
+
+    let dist = target_dir(&root).join("web-dist");
+    if dist.exists() {
+        std::fs::remove_dir_all(&dist).map_err(|e| format!("cannot clear {}: {e}", dist.display()))?;
+    }
+    std::fs::create_dir_all(&dist).map_err(|e| format!("cannot create {}: {e}", dist.display()))?;
+    util::run(
+        Command::new(&wasm_bindgen)
+            .args(["--target", "web", "--no-typescript", "--remove-name-section", "--remove-producers-section"])
+            .args(["--out-name", "web", "--out-dir"])
+            .arg(&dist)
+            .arg(&wasm),
+    )?;
+    copy_dir(&root.join("crates/web/static"), &dist)?;
+
+    let size = std::fs::metadata(dist.join("web_bg.wasm")).map(|m| m.len()).unwrap_or(0);
+    eprintln!("xtask: web app in {} (web_bg.wasm {} KB)", dist.display(), size / 1000);
+    Ok(dist)
+}
+
+/// Runs the browser end-to-end tests (`e2e/`, `node --test`) against the
+/// server binary and a built web app; installs Chromium and playwright-core
+/// when they are missing.
+pub fn run_e2e(server_bin: &Path, web_dist: &Path) -> Result {
+    let root = util::root();
+    if !Path::new(CHROMIUM).is_file() {
+        util::apt_install(&["chromium", "chromium-driver"])?;
+    }
+    if util::which("node").is_none() || util::which("npm").is_none() {
+        util::apt_install(&["nodejs", "npm"])?;
+    }
+    let e2e = root.join("e2e");
+    if !e2e.join("node_modules/playwright-core/package.json").is_file() {
+        let install = if e2e.join("package-lock.json").is_file() { "ci" } else { "install" };
+        util::run(Command::new("npm").current_dir(&e2e).args([install, "--no-audit", "--no-fund"]))?;
+    }
+    let artifacts = target_dir(&root).join("e2e-artifacts");
+    std::fs::create_dir_all(&artifacts).map_err(|e| format!("cannot create {}: {e}", artifacts.display()))?;
+    util::run(
+        Command::new("node")
+            .current_dir(&root)
+            .args(["--test", "--test-concurrency=1", "e2e/"])
+            .env("AUDIOBOOK_SERVER_BIN", absolute(server_bin))
+            .env("AUDIOBOOK_WEB_DIST", absolute(web_dist))
+            .env("AUDIOBOOK_E2E_ARTIFACTS", &artifacts)
+            .env("CHROMIUM", CHROMIUM),
+    )
+}
+
+fn ensure_wasm_target() -> Result {
+    let installed = util::output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if !installed.lines().any(|l| l.trim() == WASM_TARGET) {
+        util::run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
+    }
+    Ok(())
+}
+
+/// The wasm-bindgen CLI must match the `wasm-bindgen` crate exactly.
+fn ensure_wasm_bindgen() -> Result<PathBuf> {
+    let wanted = util::locked_version("wasm-bindgen")?;
+    let current = util::which("wasm-bindgen")
+        .and_then(|_| util::output(Command::new("wasm-bindgen").arg("--version")).ok())
+        .and_then(|v| v.split_whitespace().nth(1).map(str::to_string));
+    if current.as_deref() != Some(wanted.as_str()) {
+        eprintln!(
+            "xtask: installing wasm-bindgen-cli {wanted} (found {}); this takes a few minutes",
+            current.as_deref().unwrap_or("none")
+        );
+        // Without --locked: its lockfile pins a crate version the registry does not serve.
+        util::run(Command::new(cargo()).args(["install", "wasm-bindgen-cli", "--version", &wanted]))?;
+    }
+    Ok(util::which("wasm-bindgen").unwrap_or_else(|| PathBuf::from("wasm-bindgen")))
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() { path.to_path_buf() } else { util::root().join(path) }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result {
+    let entries = std::fs::read_dir(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let target = to.join(entry.file_name());
+        if entry.file_type().map_err(|e| e.to_string())?.is_dir() {
+            std::fs::create_dir_all(&target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .map_err(|e| format!("cannot copy {} to {}: {e}", entry.path().display(), target.display()))?;
+        }
+    }
+    Ok(())
+}
