@@ -2,6 +2,8 @@
 //! `wasm32-unknown-unknown` by `cargo xtask build-web`; on other targets only
 //! the pure logic (the chunk queue, formatting) compiles, for its tests.
 
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
 mod format;
 mod recorder;
 

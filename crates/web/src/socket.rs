@@ -58,9 +58,9 @@ extern "C" {
 pub enum SocketEvent {
     Connected,
     /// The connection dropped; the client reconnects by itself.
-    Disconnected { reason: String },
-    /// A reconnection attempt is under way (the n-th).
-    Reconnecting { attempt: u32 },
+    Disconnected,
+    /// A reconnection attempt is under way.
+    Reconnecting,
     /// The server refused the handshake (bad token) or could not be reached;
     /// [`Socket::will_reconnect`] tells which.
     ConnectError { message: String },
@@ -120,9 +120,7 @@ impl Socket {
         };
         let socket_on = |e: &str, f: &Function| raw.on(e, f);
         listen(&socket_on, "connect", |_| Some(SocketEvent::Connected));
-        listen(&socket_on, "disconnect", |reason| {
-            Some(SocketEvent::Disconnected { reason: reason.as_string().unwrap_or_default() })
-        });
+        listen(&socket_on, "disconnect", |_| Some(SocketEvent::Disconnected));
         listen(&socket_on, "connect_error", |err| {
             let message = Reflect::get(&err, &"message".into()).ok().and_then(|m| m.as_string()).unwrap_or_default();
             Some(SocketEvent::ConnectError { message })
@@ -133,9 +131,7 @@ impl Socket {
         });
         let manager = raw.manager();
         let manager_on = |e: &str, f: &Function| manager.manager_on(e, f);
-        listen(&manager_on, "reconnect_attempt", |n| {
-            Some(SocketEvent::Reconnecting { attempt: n.as_f64().unwrap_or(0.0) as u32 })
-        });
+        listen(&manager_on, "reconnect_attempt", |_| Some(SocketEvent::Reconnecting));
         drop(listen);
         Socket { raw, _callbacks: callbacks }
     }

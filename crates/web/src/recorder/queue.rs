@@ -157,27 +157,13 @@ impl ChunkQueue {
     }
 
     /// How many chunks the take has so far (the `chunks` of `stop-recording`).
-    pub fn len(&self) -> u64 {
+    pub fn chunk_count(&self) -> u64 {
         self.pushed
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.pushed == 0
-    }
-
-    /// Whether the final chunk was pushed.
-    pub fn is_finished(&self) -> bool {
-        self.finished
     }
 
     /// The final chunk was pushed and the server confirmed every chunk.
     pub fn is_complete(&self) -> bool {
         self.finished && self.pending.is_empty()
-    }
-
-    /// Whether some chunk waits to be emitted.
-    pub fn has_unsent(&self) -> bool {
-        self.next_send < self.pushed
     }
 }
 
@@ -202,7 +188,6 @@ mod tests {
         let mut q = queue_with(&[3, 4, 5]);
         assert_eq!(send_all(&mut q), vec![0, 1, 2]);
         assert_eq!(q.next_to_send(), None);
-        assert!(!q.has_unsent());
         assert_eq!(q.push(vec![1], false).unwrap(), 3);
         assert_eq!(send_all(&mut q), vec![3]);
     }
@@ -291,13 +276,11 @@ mod tests {
     #[test]
     fn the_final_chunk_completes_the_take_only_once_confirmed() {
         let mut q = queue_with(&[4]);
-        assert!(!q.is_finished());
         q.push(vec![2; 3], true).unwrap();
-        assert!(q.is_finished());
         assert_eq!(q.push(vec![1], false), Err(QueueError::AfterFinal));
         let sent: Vec<_> = std::iter::from_fn(|| q.next_to_send()).collect();
         assert_eq!(sent.iter().map(|c| c.is_final).collect::<Vec<_>>(), vec![false, true]);
-        assert_eq!(q.len(), 2);
+        assert_eq!(q.chunk_count(), 2);
         assert!(!q.is_complete());
         q.ack(1).unwrap();
         assert!(q.is_complete());
@@ -307,7 +290,7 @@ mod tests {
     #[test]
     fn an_empty_final_chunk_is_allowed() {
         let mut q = ChunkQueue::new();
-        assert!(q.is_empty());
+        assert_eq!(q.chunk_count(), 0);
         q.push(Vec::new(), true).unwrap();
         assert_eq!(q.next_to_send().map(|c| (c.seq, c.data.len(), c.is_final)), Some((0, 0, true)));
     }

@@ -325,7 +325,7 @@ impl Inner {
                 }
                 self.wake();
             }
-            SocketEvent::Disconnected { .. } | SocketEvent::Reconnecting { .. } => {
+            SocketEvent::Disconnected | SocketEvent::Reconnecting => {
                 let refused = matches!(self.ui.conn.get_untracked(), Conn::Refused(_));
                 if !refused {
                     self.ui.conn.set(Conn::Offline);
@@ -426,7 +426,7 @@ impl Inner {
             let stop = StopRecording {
                 user_id: Some(self.session.user_id),
                 recording_id: Some(id),
-                chunks: Some(take.queue.len()),
+                chunks: Some(take.queue.chunk_count()),
             };
             return Action::Stop { socket, stop };
         }

@@ -19,7 +19,10 @@ use audiobook_wire::{
     ResumeOk, ResumeRecording, StartAck, StartRecording, StopAck, StopOk, StopRecording, events, monostate,
 };
 
+mod payload;
+
 use crate::AppState;
+use payload::ChunkPayload;
 use crate::db::UserRow;
 use crate::recording::RecordingError;
 
@@ -28,7 +31,7 @@ type Parsed<T> = Result<T, socketioxide::ParserError>;
 /// One event from the socket, queued for the socket's worker.
 enum Command {
     Start(Parsed<StartRecording>, AckSender),
-    Append(Parsed<AppendChunk>, AckSender),
+    Append(Result<AppendChunk, String>, AckSender),
     Resume(Parsed<ResumeRecording>, AckSender),
     Stop(Parsed<StopRecording>, AckSender),
     Disconnect,
@@ -49,6 +52,12 @@ impl std::fmt::Display for AuthRefused {
 
 /// Registers the namespace `/` on `io`.
 pub fn register(io: &SocketIo) {
+    // Registration runs synchronously in the connect callback: the client may
+    // emit right after its connect is acknowledged, before a spawned task ran.
+    let on_connect = |s: SocketRef, State(state): State<AppState>| {
+        on_connect(s, state);
+        std::future::ready(())
+    };
     io.ns("/", on_connect.with(authenticate));
 }
 
@@ -72,7 +81,7 @@ async fn authenticate(
     }
 }
 
-async fn on_connect(s: SocketRef, State(state): State<AppState>) {
+fn on_connect(s: SocketRef, state: AppState) {
     let Some(SocketUser(user)) = s.extensions.get::<SocketUser>() else {
         let _ = s.disconnect();
         return;
@@ -89,7 +98,13 @@ async fn on_connect(s: SocketRef, State(state): State<AppState>) {
         }};
     }
     queue!(events::START_RECORDING, Start);
-    queue!(events::APPEND_RECORDING, Append);
+    {
+        let tx = tx.clone();
+        s.on(events::APPEND_RECORDING, move |ChunkPayload(chunk), ack: AckSender| {
+            let _ = tx.send(Command::Append(chunk, ack));
+            std::future::ready(())
+        });
+    }
     queue!(events::RESUME_RECORDING, Resume);
     queue!(events::STOP_RECORDING, Stop);
     let disconnect_tx = tx.clone();
@@ -177,7 +192,7 @@ impl Worker {
         Ok(StartAck { ok: true, recording_id: id })
     }
 
-    async fn append(&mut self, req: Parsed<AppendChunk>) -> AppendAck {
+    async fn append(&mut self, req: Result<AppendChunk, String>) -> AppendAck {
         let chunk = match req {
             Ok(c) => c,
             Err(e) => {
