@@ -11,7 +11,7 @@ use super::Header;
 use crate::components::{Clock, ConnectionBadge, LevelMeter, StatusBanner, Tone};
 use crate::format;
 use crate::recorder::studio::{Conn, Phase, Studio};
-use crate::session::use_session;
+use crate::session::{log_out, use_session};
 
 #[component]
 pub fn RecorderPage() -> impl IntoView {
@@ -88,6 +88,15 @@ pub fn RecorderPage() -> impl IntoView {
                 <h1>"Recorder"</h1>
                 <ConnectionBadge conn=ui.conn />
             </div>
+            <Show when=move || matches!(ui.conn.get(), Conn::Refused(_))>
+                <StatusBanner tone=Tone::Error>
+                    <p>"The server did not accept this session. Sign in again to record."</p>
+                    <A href="/onboard" attr:class="button" on:click=move |_| {
+                        studio.with_value(|s| s.close());
+                        log_out(session);
+                    }>"Sign in again"</A>
+                </StatusBanner>
+            </Show>
             <section class="card studio" aria-label="Recording controls"
                      class:studio-live=recording class:studio-paused=paused>
                 <Clock elapsed_ms=ui.elapsed_ms />

@@ -1,0 +1,289 @@
+//! Faults with real server processes: SIGKILL mid-take then a restart, a
+//! take whose client never comes back, a third of the sockets cut, and two
+//! instances sharing one PostgreSQL, storage and spool where the first dies.
+//! Every take either completes with every byte or ends `interrupted` holding
+//! every acknowledged byte.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use audiobook_client::wire::{
+    AppendAck, AppendChunk, Onboarded, Record, RecordStatus, ResumeAck, ResumeRecording, StartRecording, StopAck,
+    StopRecording,
+};
+use audiobook_client::{Api, Socket};
+use audiobook_server::testing::{TestDb, postgres_or_skip};
+use bytes::Bytes;
+use futures::future::join_all;
+use uuid::Uuid;
+
+/// An `audiobook-server` process.
+struct Server {
+    child: Child,
+    url: String,
+    env: Vec<(String, String)>,
+}
+
+impl Server {
+    async fn start(env: Vec<(String, String)>) -> Server {
+        let port = env.iter().find(|(k, _)| k == "PORT").map(|(_, v)| v.clone()).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_audiobook-server"))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", std::env::var("TEST_LOG").map(|_| "info").unwrap_or("warn"))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("server starts");
+        let server = Server { child, url: format!("http://127.0.0.1:{port}"), env };
+        let api = Api::new(&server.url);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !matches!(api.raw(http::Method::GET, "/health", None, None).await, Ok((200, _))) {
+            assert!(Instant::now() < deadline, "server on {port} did not become healthy");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    async fn restart(mut self) -> Server {
+        self.kill();
+        Server::start(self.env.clone()).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn server_env(db_url: &str, dir: &std::path::Path, grace_secs: f64) -> Vec<(String, String)> {
+    let port = free_port();
+    [
+        ("PORT", port.to_string()),
+        ("HOST", "127.0.0.1".into()),
+        ("PUBLIC_URL", format!("http://127.0.0.1:{port}")),
+        ("DATABASE_URL", db_url.into()),
+        ("STORAGE_DIR", dir.join("public").display().to_string()),
+        ("SPOOL_DIR", dir.join("spool").display().to_string()),
+        ("RECORDING_GRACE_SECS", grace_secs.to_string()),
+        ("MAX_LIVE_RECORDINGS_PER_USER", "2".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn with_port(env: &[(String, String)], port: u16) -> Vec<(String, String)> {
+    env.iter()
+        .map(|(k, v)| match k.as_str() {
+            "PORT" => (k.clone(), port.to_string()),
+            "PUBLIC_URL" => (k.clone(), format!("http://127.0.0.1:{port}")),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect()
+}
+
+/// Deterministic pseudo-random audio for take `n` (not a container the
+/// server knows, so it is stored byte for byte).
+fn payload(n: u64, chunks: usize, chunk_bytes: usize) -> Vec<Bytes> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ n.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    (0..chunks)
+        .map(|_| {
+            Bytes::from(
+                (0..chunk_bytes)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect::<Vec<u8>>(),
+            )
+        })
+        .collect()
+}
+
+/// One recorder: its user, its socket and what it has had acknowledged.
+struct Take {
+    me: Onboarded,
+    chunks: Vec<Bytes>,
+    id: Uuid,
+    acked: u64,
+}
+
+impl Take {
+    async fn begin(url: &str, n: u64, chunks: usize) -> (Take, Socket) {
+        let me = Api::new(url).onboard(&format!("Rec {n}")).await.unwrap();
+        let socket = Socket::connect(url, &me.token).await.unwrap();
+        let id = socket.start(&StartRecording { mime_type: "application/octet-stream".into(), name: None }).await.unwrap().recording_id;
+        (Take { me, chunks: payload(n, chunks, 4096), id, acked: 0 }, socket)
+    }
+
+    async fn send(&mut self, socket: &Socket, upto: usize) {
+        for seq in self.acked as usize..upto {
+            let chunk = AppendChunk {
+                data: Some(self.chunks[seq].clone()),
+                seq: Some(seq as u64),
+                recording_id: Some(self.id),
+                ..Default::default()
+            };
+            match socket.append(&chunk).await.unwrap() {
+                AppendAck::Ok(ok) => self.acked = ok.seq + 1,
+                AppendAck::Err(e) => panic!("chunk {seq} refused: {e:?}"),
+            }
+        }
+    }
+
+    async fn resume_and_finish(&mut self, url: &str) -> Record {
+        let socket = Socket::connect(url, &self.me.token).await.unwrap();
+        match socket.resume(&ResumeRecording { recording_id: self.id }).await.unwrap() {
+            ResumeAck::Ok(ok) => {
+                assert_eq!(ok.next_seq, self.acked, "the server holds every acknowledged chunk");
+                assert_eq!(ok.received_bytes, self.acked * 4096);
+            }
+            ResumeAck::Err(e) => panic!("resume refused: {e:?}"),
+        }
+        self.send(&socket, self.chunks.len()).await;
+        let stop = StopRecording { user_id: Some(self.me.user.id), recording_id: Some(self.id), chunks: Some(self.chunks.len() as u64) };
+        let record = match socket.stop(&stop).await.unwrap() {
+            StopAck::Ok(ok) => ok.record,
+            StopAck::Err(e) => panic!("stop refused: {e:?}"),
+        };
+        socket.disconnect().await;
+        record
+    }
+
+    /// The stored audio is exactly the first `chunks` chunks, in order.
+    async fn verify(&self, url: &str, record: &Record, chunks: usize) {
+        let (status, _, body) = Api::new(url).get_bytes(&record.link, None).await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body.len(), chunks * 4096, "take {}", self.id);
+        assert!(body[..] == self.chunks[..chunks].concat()[..], "take {}: bytes differ", self.id);
+    }
+
+    async fn wait_for(&self, url: &str, status: RecordStatus) -> Record {
+        let api = Api::new(url);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(records) = api.records(self.me.user.id, &self.me.token).await {
+                if let Some(r) = records.into_iter().find(|r| r.id == self.id && r.status == status) {
+                    return r;
+                }
+            }
+            assert!(Instant::now() < deadline, "take {} never became {status:?}", self.id);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn sqlite() -> TestDb {
+    TestDb::sqlite().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_take_then_restart_every_take_resumes() {
+    let db = sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(server_env(&db.url, dir.path(), 30.0)).await;
+    let mut takes = Vec::new();
+    for n in 0..20 {
+        let (mut take, socket) = Take::begin(&server.url, n, 12).await;
+        take.send(&socket, 5 + (n as usize % 4)).await;
+        takes.push((take, socket));
+    }
+    let server = server.restart().await;
+    let url = server.url.clone();
+    let records = join_all(takes.iter_mut().map(|(take, _)| take.resume_and_finish(&url))).await;
+    for ((take, _), record) in takes.iter().zip(&records) {
+        assert_eq!(record.status, RecordStatus::Ready);
+        take.verify(&url, record, 12).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_and_no_client_ends_interrupted_with_every_acked_byte() {
+    let db = sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(server_env(&db.url, dir.path(), 1.0)).await;
+    let mut takes = Vec::new();
+    for n in 0..20 {
+        let (mut take, socket) = Take::begin(&server.url, n, 12).await;
+        take.send(&socket, 1 + (n as usize % 9)).await;
+        takes.push((take, socket));
+    }
+    let server = server.restart().await;
+    // Nobody comes back: after the grace period each take is finalized as it was.
+    for (take, _) in &takes {
+        let record = take.wait_for(&server.url, RecordStatus::Interrupted).await;
+        take.verify(&server.url, &record, take.acked as usize).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_of_the_sockets_cut_all_resume() {
+    let db = sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(server_env(&db.url, dir.path(), 30.0)).await;
+    let url = server.url.clone();
+    let results = join_all((0..20u64).map(|n| {
+        let url = url.clone();
+        async move {
+            let (mut take, socket) = Take::begin(&url, n, 16).await;
+            take.send(&socket, 6).await;
+            if n % 3 == 0 {
+                socket.cut();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let record = take.resume_and_finish(&url).await;
+                (take, record)
+            } else {
+                take.send(&socket, 16).await;
+                let stop = StopRecording { user_id: None, recording_id: Some(take.id), chunks: Some(16) };
+                let StopAck::Ok(ok) = socket.stop(&stop).await.unwrap() else { panic!("stop refused") };
+                socket.disconnect().await;
+                (take, ok.record)
+            }
+        }
+    }))
+    .await;
+    for (take, record) in &results {
+        assert_eq!(record.status, RecordStatus::Ready);
+        take.verify(&url, record, 16).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_instance_takes_over_when_the_first_dies() {
+    let Some(db) = postgres_or_skip().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let env_a = server_env(&db.url, dir.path(), 30.0);
+    let env_b = with_port(&env_a, free_port());
+    let mut a = Server::start(env_a).await;
+    let b = Server::start(env_b).await;
+
+    let mut takes = Vec::new();
+    for n in 0..5 {
+        let (mut take, socket) = Take::begin(&a.url, n, 10).await;
+        take.send(&socket, 4).await;
+        takes.push((take, socket));
+    }
+    a.kill();
+    for (take, _) in &mut takes {
+        let record = take.resume_and_finish(&b.url).await;
+        assert_eq!(record.status, RecordStatus::Ready);
+        take.verify(&b.url, &record, 10).await;
+    }
+    drop(b);
+    db.drop().await;
+}
