@@ -56,11 +56,20 @@ impl Storage {
                     .with_region(region)
                     .with_allow_http(*allow_http)
                     .with_virtual_hosted_style_request(!*force_path_style)
+                    // A stop waits for the upload: fail fast when the bucket is
+                    // unreachable (the take stays `pending` and is retried in
+                    // the background) rather than hold the client for minutes.
                     .with_retry(object_store::RetryConfig {
                         max_retries: 2,
-                        retry_timeout: Duration::from_secs(10),
+                        retry_timeout: Duration::from_secs(5),
                         ..Default::default()
-                    });
+                    })
+                    .with_client_options(
+                        object_store::ClientOptions::new()
+                            .with_allow_http(*allow_http)
+                            .with_connect_timeout(Duration::from_secs(3))
+                            .with_timeout(Duration::from_secs(120)),
+                    );
                 if let Some(endpoint) = endpoint {
                     builder = builder.with_endpoint(endpoint);
                 }
@@ -172,6 +181,16 @@ pub(crate) mod tests {
         assert!(matches!(storage.size(&key).await, Err(object_store::Error::NotFound { .. })));
         // Deleting twice is fine.
         storage.delete(&key).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn s3_passes_the_storage_suite() {
+        let Some(config) = crate::testing::s3_or_skip() else { return };
+        let storage = Storage::from_config(&config).unwrap();
+        assert!(storage.is_s3());
+        suite(&storage).await;
+        let url = storage.presigned_get("some/key.webm", Duration::from_secs(60)).await.unwrap().unwrap();
+        assert!(url.contains("X-Amz-Signature="), "{url}");
     }
 
     #[tokio::test]

@@ -97,3 +97,27 @@ pub async fn postgres_or_skip() -> Option<TestDb> {
 pub fn required() -> bool {
     std::env::var("AUDIOBOOK_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
+
+/// The S3-compatible server the test command starts (`TEST_S3_ENDPOINT`,
+/// `TEST_S3_BUCKET`), or `None` (with a note) when it is not running.
+pub fn s3_or_skip() -> Option<crate::config::StorageConfig> {
+    match std::env::var("TEST_S3_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => Some(s3_config(&endpoint)),
+        _ if required() => panic!("TEST_S3_ENDPOINT is not set; run the tests with `cargo xtask test`"),
+        _ => {
+            eprintln!("skipped: TEST_S3_ENDPOINT is not set (cargo xtask test starts an S3-compatible server)");
+            None
+        }
+    }
+}
+
+/// Path-style, plain-HTTP S3 settings for a test server at `endpoint`.
+pub fn s3_config(endpoint: &str) -> crate::config::StorageConfig {
+    crate::config::StorageConfig::S3 {
+        bucket: std::env::var("TEST_S3_BUCKET").unwrap_or_else(|_| "audiobook-test".into()),
+        region: "us-east-1".into(),
+        allow_http: true,
+        force_path_style: true,
+        endpoint: Some(endpoint.to_string()),
+    }
+}

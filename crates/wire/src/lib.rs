@@ -89,6 +89,34 @@ pub struct Health {
     pub error: Option<String>,
 }
 
+/// `PATCH /recordings/:id` body: the new name (1–50 characters after trim).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RenameRecording {
+    pub name: String,
+}
+
+/// `POST /recordings/:id/share` answer: the public page that plays it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShareLink {
+    pub url: String,
+}
+
+/// `GET /s/:token/info`: what a share page shows, and nothing of the owner.
+/// The audio plays from `/s/:token/audio`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SharedRecording {
+    pub name: String,
+    pub duration_ms: u64,
+    pub created_at: DateTime<Utc>,
+    pub mime_type: String,
+}
+
+/// `GET /records/:id?limit=N`: the response header holding the `before`
+/// cursor of the next page (absent on the last page).
+pub const NEXT_CURSOR_HEADER: &str = "x-next-cursor";
+/// Largest `limit` of `GET /records/:id`.
+pub const MAX_PAGE_LIMIT: u32 = 100;
+
 // ---------------------------------------------------------------- Socket.IO
 
 /// Handshake `auth` payload.

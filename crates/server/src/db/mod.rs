@@ -34,6 +34,7 @@ macro_rules! on_pool {
         }
     };
 }
+pub mod library;
 
 /// Timestamps are kept to the microsecond, what PostgreSQL stores, so a value
 /// read back equals the value written.

@@ -56,8 +56,12 @@ async fn media(
         StoredStatus::Ready | StoredStatus::Interrupted => {
             let ttl = std::time::Duration::from_secs(u64::try_from(exp - chrono::Utc::now().timestamp()).unwrap_or(60))
                 .clamp(std::time::Duration::from_secs(60), std::time::Duration::from_secs(7 * 24 * 3600));
-            if let Some(url) = state.storage.presigned_get(&key, ttl).await? {
-                return Ok(Redirect::temporary(&url).into_response());
+            // S3 serves plays itself (Range included) through a presigned URL;
+            // downloads go through here to carry the file name.
+            if !download {
+                if let Some(url) = state.storage.presigned_get(&key, ttl).await? {
+                    return Ok(Redirect::temporary(&url).into_response());
+                }
             }
             let size = match state.storage.size(&key).await {
                 Ok(size) => size,

@@ -3,6 +3,7 @@
 
 mod health;
 mod media;
+mod recordings;
 mod records;
 mod users;
 
@@ -26,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(users::router())
         .merge(records::router())
+        .merge(recordings::router())
         .merge(media::router())
         .method_not_allowed_fallback(method_not_allowed);
     let app = match &state.config.web_dist {

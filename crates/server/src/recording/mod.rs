@@ -104,6 +104,8 @@ pub struct Recordings {
     /// Serializes loading a recording from the spool, so two sockets resuming
     /// the same take at once get one `Live`.
     loading: Mutex<()>,
+    /// Pending uploads: failed attempts and when to try next (exponential backoff).
+    upload_backoff: SyncMutex<HashMap<Uuid, (u32, Instant)>>,
 }
 
 impl Recordings {
@@ -116,6 +118,7 @@ impl Recordings {
             instance_id: Uuid::new_v4(),
             live: SyncMutex::new(HashMap::new()),
             loading: Mutex::new(()),
+            upload_backoff: SyncMutex::new(HashMap::new()),
         }
     }
 
@@ -384,10 +387,25 @@ impl Recordings {
             Ok(rows) => rows,
             Err(e) => return tracing::warn!(error = %e, "cannot list pending uploads"),
         };
+        let now = Instant::now();
         for row in rows {
+            let due = self.upload_backoff.lock().expect("backoff map").get(&row.id).is_none_or(|(_, at)| *at <= now);
+            if !due {
+                continue;
+            }
             let paths = spool::SpoolPaths::new(&self.spool_dir, row.id);
-            if let Err(e) = finalize::retry_upload(&self.db, &self.storage, &row, &paths).await {
-                tracing::debug!(recording_id = %row.id, error = %e, "upload still failing");
+            match finalize::retry_upload(&self.db, &self.storage, &row, &paths).await {
+                Ok(()) => {
+                    self.upload_backoff.lock().expect("backoff map").remove(&row.id);
+                }
+                Err(e) => {
+                    let mut backoff = self.upload_backoff.lock().expect("backoff map");
+                    let attempts = backoff.get(&row.id).map_or(0, |(a, _)| *a) + 1;
+                    // 1 s, 2 s, 4 s ... up to 5 minutes between attempts.
+                    let delay = Duration::from_secs(1 << attempts.min(8)).min(Duration::from_secs(300));
+                    backoff.insert(row.id, (attempts, now + delay));
+                    tracing::warn!(recording_id = %row.id, attempts, retry_in_secs = delay.as_secs(), error = %e, "upload still failing");
+                }
             }
         }
     }
