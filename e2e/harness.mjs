@@ -147,14 +147,18 @@ export class Server {
   }
 }
 
-/** Headless Chromium with a fake microphone fed from `wav`. */
-export async function launchBrowser(dir, wav) {
+/**
+ * Headless Chromium with a fake microphone fed from `wav`. With
+ * `{ micAllowed: false }` the site has no microphone permission, so
+ * getUserMedia is refused as if the user said no.
+ */
+export async function launchBrowser(dir, wav, { micAllowed = true } = {}) {
   const userDataDir = fs.mkdtempSync(path.join(dir, "chromium-"));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: process.env.CHROMIUM || "/usr/lib/chromium/chromium",
     headless: true,
     viewport: { width: 1100, height: 760 },
-    permissions: ["microphone"],
+    permissions: micAllowed ? ["microphone"] : [],
     args: [
       "--no-sandbox",
       "--disable-gpu",
@@ -164,7 +168,7 @@ export async function launchBrowser(dir, wav) {
       "--disable-component-update",
       "--disable-sync",
       "--use-fake-device-for-media-stream",
-      "--use-fake-ui-for-media-stream",
+      ...(micAllowed ? ["--use-fake-ui-for-media-stream"] : []),
       `--use-file-for-fake-audio-capture=${wav}`,
       "--autoplay-policy=no-user-gesture-required",
     ],

@@ -23,11 +23,11 @@ import {
 } from "./harness.mjs";
 
 /** Runs `body` with a server and a browser, printing their logs on failure. */
-function withSetup(name, body) {
+function withSetup(name, body, options = {}) {
   return async () => {
     const { dir, wav } = workspace(name);
     const server = await Server.start(dir);
-    const browser = await launchBrowser(dir, wav);
+    const browser = await launchBrowser(dir, wav, options);
     try {
       await body({ server, ...browser });
     } catch (e) {
@@ -130,6 +130,11 @@ describe("web app", { timeout: 180_000 }, () => {
       assert.ok(played.later > middle + 0.3, `playback went on from the middle: ${JSON.stringify(played)}`);
       assert.ok(played.later < duration, `still inside the take: ${JSON.stringify(played)}`);
 
+      // The same page on a phone.
+      await page.setViewportSize({ width: 390, height: 844 });
+      await screenshot(page, "records-phone");
+      await page.setViewportSize({ width: 1100, height: 760 });
+
       // Logging out forgets the session.
       await page.getByRole("button", { name: "Log out" }).click();
       await page.waitForURL(/\/onboard$/);
@@ -168,5 +173,35 @@ describe("web app", { timeout: 180_000 }, () => {
       const duration = await playerDuration(page);
       assert.ok(Math.abs(duration - takeSeconds) < 1.5, `<audio> duration ${duration} s for a take of ${takeSeconds} s`);
     }),
+  );
+
+  test(
+    "a refused microphone is explained, can be retried, and leaving mid-take warns",
+    withSetup(
+      "microphone",
+      async ({ context, page, server }) => {
+        await onboard(page, server.url, "Alan Turing");
+        await waitConnected(page);
+        await page.getByRole("button", { name: "Record" }).click();
+        await page.getByText("Microphone access was refused").waitFor();
+        await screenshot(page, "recorder-mic-refused");
+
+        await context.grantPermissions(["microphone"], { origin: server.url });
+        await page.getByRole("button", { name: "Try again" }).click();
+        await page.getByText("Recording…").waitFor();
+        await sleep(1_500);
+
+        // Closing the tab with a take under way asks first.
+        const dialog = new Promise((resolve) => page.once("dialog", resolve));
+        await page.close({ runBeforeUnload: true });
+        const shown = await dialog;
+        assert.equal(shown.type(), "beforeunload");
+        await shown.dismiss();
+        assert.equal(page.isClosed(), false, "dismissing the warning keeps the page");
+        await page.getByRole("button", { name: "Stop" }).click();
+        await waitSaved(page);
+      },
+      { micAllowed: false },
+    ),
   );
 });

@@ -20,11 +20,15 @@ pub fn build_web(release: bool) -> Result<PathBuf> {
     let wasm_bindgen = ensure_wasm_bindgen()?;
 
     let profile = if release { "wasm-release" } else { "dev" };
-    util::run(
-        Command::new(cargo())
-            .current_dir(&root)
-            .args(["build", "-p", "audiobook-web", "--target", WASM_TARGET, "--profile", profile]),
-    )?;
+    util::run(Command::new(cargo()).current_dir(&root).args([
+        "build",
+        "-p",
+        "audiobook-web",
+        "--target",
+        WASM_TARGET,
+        "--profile",
+        profile,
+    ]))?;
     let profile_dir = if release { "wasm-release" } else { "debug" };
     let wasm = target_dir(&root).join(WASM_TARGET).join(profile_dir).join("audiobook-web.wasm");
 

@@ -383,3 +383,37 @@ async fn links_answer_ranges_and_refuse_tampering(backend: Backend) {
     app.stop().await;
 }
 both_backends!(links_and_ranges, links_answer_ranges_and_refuse_tampering);
+
+async fn waveform_peaks_travel_with_the_chunks(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let api = Api::new(&app.url);
+    let me = api.onboard("Wave").await.unwrap();
+    let other = api.onboard("Nosy").await.unwrap();
+    let socket = Socket::connect(&app.url, &me.token).await.unwrap();
+    let id = socket.start(&StartRecording { mime_type: "audio/webm".into(), name: None }).await.unwrap().recording_id;
+    let mut expected: Vec<u8> = Vec::new();
+    for (seq, blob) in three_second_blobs().into_iter().enumerate() {
+        let peaks: Vec<u8> = (0..10).map(|i| (seq * 10 + i) as u8).collect();
+        expected.extend(&peaks);
+        let c = AppendChunk { peaks: Some(peaks.clone()), ..chunk(seq as u64, id, blob.clone()) };
+        ok_ack(socket.append(&c).await.unwrap());
+        // A retried chunk does not add its peaks twice.
+        ok_ack(socket.append(&AppendChunk { peaks: Some(peaks), ..chunk(seq as u64, id, blob) }).await.unwrap());
+    }
+    let StopAck::Ok(_) = socket.stop(&StopRecording { recording_id: Some(id), chunks: Some(3), ..Default::default() }).await.unwrap() else {
+        panic!("stop refused")
+    };
+    let path = format!("/recordings/{id}/waveform");
+    let (status, body) = api.raw(http::Method::GET, &path, Some(&me.token), None).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"peaks": expected}));
+    let (status, _) = api.raw(http::Method::GET, &path, Some(&other.token), None).await.unwrap();
+    assert_eq!(status, 403);
+    let (status, _) = api.raw(http::Method::GET, &path, None, None).await.unwrap();
+    assert_eq!(status, 401);
+    let (status, _) = api.raw(http::Method::GET, &format!("/recordings/{}/waveform", Uuid::new_v4()), Some(&me.token), None).await.unwrap();
+    assert_eq!(status, 404);
+    socket.disconnect().await;
+    app.stop().await;
+}
+both_backends!(waveform_peaks, waveform_peaks_travel_with_the_chunks);

@@ -30,10 +30,7 @@ impl std::fmt::Display for ApiError {
 }
 
 fn unreachable() -> ApiError {
-    ApiError {
-        status: None,
-        message: "Cannot reach the AudioBook server. Check your connection and try again.".into(),
-    }
+    ApiError { status: None, message: "Cannot reach the AudioBook server. Check your connection and try again.".into() }
 }
 
 async fn read<T: DeserializeOwned>(response: Response) -> Result<T, ApiError> {

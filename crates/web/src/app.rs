@@ -5,10 +5,10 @@ use leptos::prelude::*;
 use leptos_router::components::{Redirect, Route, Router, Routes};
 use leptos_router::path;
 
+use crate::pages::NotFound;
 use crate::pages::onboard::OnboardPage;
 use crate::pages::recorder::RecorderPage;
 use crate::pages::records::RecordsPage;
-use crate::pages::NotFound;
 use crate::session::{provide_session, use_session};
 
 #[component]

@@ -8,8 +8,8 @@
 //! `Uint8Array` (a Socket.IO binary attachment).
 
 use audiobook_wire::{
-    AppendAck, HandshakeAuth, Record, RecordingError, ResumeAck, ResumeRecording, StartAck, StartRecording,
-    StopAck, StopRecording, events,
+    AppendAck, HandshakeAuth, Record, RecordingError, ResumeAck, ResumeRecording, StartAck, StartRecording, StopAck,
+    StopRecording, events,
 };
 use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use serde::Serialize;
@@ -63,7 +63,9 @@ pub enum SocketEvent {
     Reconnecting,
     /// The server refused the handshake (bad token) or could not be reached;
     /// [`Socket::will_reconnect`] tells which.
-    ConnectError { message: String },
+    ConnectError {
+        message: String,
+    },
     RecordingSaved(Record),
     RecordingError(RecordingError),
 }
@@ -132,7 +134,6 @@ impl Socket {
         let manager = raw.manager();
         let manager_on = |e: &str, f: &Function| manager.manager_on(e, f);
         listen(&manager_on, "reconnect_attempt", |_| Some(SocketEvent::Reconnecting));
-        drop(listen);
         Socket { raw, _callbacks: callbacks }
     }
 

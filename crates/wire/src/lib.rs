@@ -117,6 +117,13 @@ pub const NEXT_CURSOR_HEADER: &str = "x-next-cursor";
 /// Largest `limit` of `GET /records/:id`.
 pub const MAX_PAGE_LIMIT: u32 = 100;
 
+/// `GET /recordings/:id/waveform` answer: input level peaks (0–255) spread
+/// evenly over the take; empty when the recorder sent none.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Waveform {
+    pub peaks: Vec<u8>,
+}
+
 // ---------------------------------------------------------------- Socket.IO
 
 /// Handshake `auth` payload.

@@ -150,6 +150,8 @@ pub struct FinishedRecording {
     pub mime_type: String,
     pub size_bytes: u64,
     pub duration_ms: u64,
+    /// Waveform peaks; `None` keeps what is stored.
+    pub peaks: Option<Vec<u8>>,
 }
 
 const RECORD_COLUMNS: &str = "id, user_id, name, storage_key, mime_type, size_bytes, duration_ms, status, outcome, \
@@ -299,7 +301,7 @@ impl Db {
 
     pub async fn finish_recording(&self, id: Uuid, f: &FinishedRecording) -> Result<Option<RecordRow>, sqlx::Error> {
         let sql = "UPDATE records SET status = $2, outcome = $3, storage_key = $4, mime_type = $5, size_bytes = $6, \
-                   duration_ms = $7, owner_instance = NULL, updated_at = $8 WHERE id = $1";
+                   duration_ms = $7, owner_instance = NULL, updated_at = $8, peaks = COALESCE($9, peaks) WHERE id = $1";
         on_pool!(self, p => sqlx::query(sql)
             .bind(id)
             .bind(f.status.as_str())
@@ -309,6 +311,7 @@ impl Db {
             .bind(f.size_bytes as i64)
             .bind(f.duration_ms as i64)
             .bind(now())
+            .bind(f.peaks.as_deref())
             .execute(p).await.map(|_| ()))?;
         self.record(id).await
     }
@@ -340,6 +343,13 @@ impl Db {
     pub async fn pending_uploads(&self) -> Result<Vec<RecordRow>, sqlx::Error> {
         let sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE status = 'pending' ORDER BY updated_at LIMIT 100");
         on_pool!(self, p => sqlx::query_as(&sql).fetch_all(p).await)
+    }
+
+    /// A record's waveform peaks (empty when its client sent none).
+    pub async fn record_peaks(&self, id: Uuid) -> Result<Vec<u8>, sqlx::Error> {
+        let sql = "SELECT peaks FROM records WHERE id = $1";
+        let peaks: Option<Option<Vec<u8>>> = on_pool!(self, p => sqlx::query_scalar(sql).bind(id).fetch_optional(p).await)?;
+        Ok(peaks.flatten().unwrap_or_default())
     }
 
     // ------------------------------------------------------------ settings

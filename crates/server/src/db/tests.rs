@@ -52,9 +52,12 @@ async fn suite(db: &Db) {
         mime_type: "audio/webm".into(),
         size_bytes: 1234,
         duration_ms: 5678,
+        peaks: Some(vec![3, 200, 7]),
     };
     let row = db.finish_recording(ids[0], &finished).await.unwrap().unwrap();
     assert_eq!((row.status(), row.size_bytes, row.duration_ms), (StoredStatus::Ready, 1234, 5678));
+    assert_eq!(db.record_peaks(ids[0]).await.unwrap(), vec![3, 200, 7]);
+    assert_eq!(db.record_peaks(ids[1]).await.unwrap(), Vec::<u8>::new());
     assert!(db.claim_for_finalize(ids[2]).await.unwrap());
     db.finish_recording(ids[2], &FinishedRecording { status: StoredStatus::Pending, outcome: Some(StoredStatus::Interrupted), ..finished.clone() })
         .await

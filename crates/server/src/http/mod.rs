@@ -6,6 +6,7 @@ mod media;
 mod recordings;
 mod records;
 mod users;
+mod waveform;
 
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .merge(records::router())
         .merge(recordings::router())
         .merge(media::router())
+        .merge(waveform::router())
         .method_not_allowed_fallback(method_not_allowed);
     let app = match &state.config.web_dist {
         // Client routes (/onboard, /recorder, /records) answer index.html.
@@ -67,11 +69,24 @@ async fn not_found(method: Method, uri: Uri) -> AppError {
     AppError::NotFound(format!("There is no {method} {}.", uri.path()))
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> (axum::http::StatusCode, axum::Json<audiobook_wire::ErrorBody>) {
+/// A path the API answers with other methods. A browser GET of a client
+/// route that is also an API path (`/onboard`) gets the web app.
+async fn method_not_allowed(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use tower::ServiceExt;
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    if let (Some(dist), true) = (&state.config.web_dist, method == Method::GET || method == Method::HEAD) {
+        let Ok(response) = ServeFile::new(dist.join("index.html")).oneshot(request).await;
+        return response.into_response();
+    }
     (
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
-        axum::Json(audiobook_wire::ErrorBody { error: format!("{} does not answer {method}.", uri.path()) }),
+        axum::Json(audiobook_wire::ErrorBody { error: format!("{path} does not answer {method}.") }),
     )
+        .into_response()
 }
 
 /// A `:id` path segment that must be a UUID; anything else is a 400 that

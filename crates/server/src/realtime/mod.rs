@@ -233,7 +233,7 @@ impl Worker {
             }
             return append_err("This chunk has no data: send the audio as a binary `data` field.".into(), Some(id), None);
         };
-        match self.state.recordings.append(self.user.id, id, chunk.seq, data).await {
+        match self.state.recordings.append(self.user.id, id, chunk.seq, data, chunk.peaks).await {
             Ok(p) => {
                 self.use_recording(id).await;
                 AppendAck::Ok(AppendOk { ok: monostate::True, recording_id: id, seq: p.seq, received_bytes: p.received_bytes })

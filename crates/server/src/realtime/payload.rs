@@ -47,8 +47,24 @@ pub fn decode(text: &str, attachments: Vec<Bytes>) -> Result<AppendChunk, String
         ),
         Some(_) => return Err("`data` must be binary (an ArrayBuffer, Blob or Buffer)".into()),
     };
+    // Peaks may come as a JSON array or, from some clients, as binary.
+    let peaks = match object.get_mut("peaks").map(serde_json::Value::take) {
+        Some(serde_json::Value::Object(p)) if p.get("_placeholder") == Some(&serde_json::Value::Bool(true)) => p
+            .get("num")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|n| attachments.get(n as usize))
+            .map(|b| b.to_vec()),
+        Some(other) => {
+            object.insert("peaks".into(), other);
+            None
+        }
+        None => None,
+    };
     let mut chunk: AppendChunk = serde_json::from_value(arg).map_err(|e| e.to_string())?;
     chunk.data = data;
+    if peaks.is_some() {
+        chunk.peaks = peaks;
+    }
     Ok(chunk)
 }
 
@@ -62,6 +78,11 @@ mod tests {
         let chunk = decode(text, vec![Bytes::from_static(b"abc")]).unwrap();
         assert_eq!(chunk.data.as_deref(), Some(&b"abc"[..]));
         assert_eq!((chunk.seq, chunk.is_final), (Some(3), false));
+        let text = r#"["append-recording",{"data":{"_placeholder":true,"num":0},"peaks":[1,255,3]}]"#;
+        assert_eq!(decode(text, vec![Bytes::from_static(b"x")]).unwrap().peaks, Some(vec![1, 255, 3]));
+        let text = r#"["append-recording",{"data":{"_placeholder":true,"num":0},"peaks":{"_placeholder":true,"num":1}}]"#;
+        let chunk = decode(text, vec![Bytes::from_static(b"x"), Bytes::from_static(&[9, 8])]).unwrap();
+        assert_eq!(chunk.peaks, Some(vec![9, 8]));
     }
 
     #[test]

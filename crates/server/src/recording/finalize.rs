@@ -119,6 +119,7 @@ pub async fn finalize(db: &Db, storage: &Storage, take: &Take, outcome: StoredSt
                 mime_type: take.mime_type.clone(),
                 size_bytes: prepared.size_bytes,
                 duration_ms: prepared.duration_ms,
+                peaks: read_peaks(&take.paths.peaks),
             },
         )
         .await?
@@ -132,6 +133,14 @@ pub async fn finalize(db: &Db, storage: &Storage, take: &Take, outcome: StoredSt
         "recording finalized"
     );
     Ok(row)
+}
+
+/// The take's waveform peaks (bounded: about 2 hours at 10 peaks a second).
+fn read_peaks(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut peaks = Vec::new();
+    std::fs::File::open(path).ok()?.take(100_000).read_to_end(&mut peaks).ok()?;
+    (!peaks.is_empty()).then_some(peaks)
 }
 
 /// Retries the upload of a pending record from its spool.
@@ -152,6 +161,7 @@ pub async fn retry_upload(db: &Db, storage: &Storage, row: &RecordRow, paths: &S
             mime_type: row.mime_type.clone(),
             size_bytes: row.size_bytes as u64,
             duration_ms: row.duration_ms as u64,
+            peaks: None,
         },
     )
     .await?;

@@ -68,6 +68,9 @@ impl RecordingError {
 
 pub type RecordingResult<T> = Result<T, RecordingError>;
 
+/// Waveform peaks kept per chunk.
+pub const MAX_PEAKS_PER_CHUNK: usize = 256;
+
 /// Where a take stands after a chunk or a resume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
@@ -213,7 +216,14 @@ impl Recordings {
 
     /// Appends chunk `seq` (or the next one, for clients without seq) and
     /// returns once its bytes are in the spool.
-    pub async fn append(&self, user_id: Uuid, id: Uuid, seq: Option<u64>, data: Bytes) -> RecordingResult<Progress> {
+    pub async fn append(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+        seq: Option<u64>,
+        data: Bytes,
+        peaks: Option<Vec<u8>>,
+    ) -> RecordingResult<Progress> {
         if data.len() > self.limits.max_chunk_bytes {
             return Err(RecordingError::ChunkTooLarge { got: data.len(), max: self.limits.max_chunk_bytes });
         }
@@ -235,7 +245,12 @@ impl Recordings {
         if live.spool.bytes + data.len() as u64 > self.limits.max_recording_bytes {
             return Err(RecordingError::RecordingTooLarge { max: self.limits.max_recording_bytes, next_seq: expected });
         }
-        live.spool.append(data).await?;
+        // A chunk is about a second: more than a few hundred peaks is not a waveform.
+        let peaks = peaks.map(|mut p| {
+            p.truncate(MAX_PEAKS_PER_CHUNK);
+            p
+        });
+        live.spool.append(data, peaks).await?;
         Ok(Progress { recording_id: id, seq, next_seq: live.spool.chunks, received_bytes: live.spool.bytes })
     }
 

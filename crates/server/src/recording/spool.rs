@@ -23,6 +23,8 @@ pub struct SpoolPaths {
     pub index: PathBuf,
     /// The container-fixed file produced at finalize, uploaded from here.
     pub fixed: PathBuf,
+    /// Input level peaks sent with the chunks, for the waveform.
+    pub peaks: PathBuf,
 }
 
 impl SpoolPaths {
@@ -31,6 +33,7 @@ impl SpoolPaths {
             data: dir.join(format!("{id}.data")),
             index: dir.join(format!("{id}.idx")),
             fixed: dir.join(format!("{id}.fixed")),
+            peaks: dir.join(format!("{id}.peaks")),
         }
     }
 
@@ -40,7 +43,7 @@ impl SpoolPaths {
 
     /// Removes every file of the recording (after a confirmed upload).
     pub fn remove(&self) {
-        for p in [&self.data, &self.index, &self.fixed] {
+        for p in [&self.data, &self.index, &self.fixed, &self.peaks] {
             if let Err(e) = std::fs::remove_file(p) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     tracing::warn!(path = %p.display(), error = %e, "cannot remove spool file");
@@ -56,6 +59,7 @@ pub struct Spool {
     pub paths: SpoolPaths,
     data: Arc<File>,
     index: Arc<File>,
+    peaks: Arc<File>,
     /// Chunks stored so far (the next expected seq).
     pub chunks: u64,
     pub bytes: u64,
@@ -69,7 +73,8 @@ impl Spool {
         let open = |p: &Path| OpenOptions::new().create_new(true).append(true).open(p);
         let data = open(&paths.data)?;
         let index = open(&paths.index)?;
-        Ok(Spool { paths, data: Arc::new(data), index: Arc::new(index), chunks: 0, bytes: 0 })
+        let peaks = open(&paths.peaks)?;
+        Ok(Spool { paths, data: Arc::new(data), index: Arc::new(index), peaks: Arc::new(peaks), chunks: 0, bytes: 0 })
     }
 
     /// Reopens the spool of a recording after a disconnect, a restart or a
@@ -92,17 +97,23 @@ impl Spool {
         data.set_len(bytes)?;
         let index = OpenOptions::new().append(true).open(&paths.index)?;
         index.set_len(chunks * 8)?;
-        Ok(Spool { paths, data: Arc::new(data), index: Arc::new(index), chunks, bytes })
+        let peaks = OpenOptions::new().create(true).append(true).open(&paths.peaks)?;
+        Ok(Spool { paths, data: Arc::new(data), index: Arc::new(index), peaks: Arc::new(peaks), chunks, bytes })
     }
 
     /// Writes one chunk (data, then its index entry). When this returns the
     /// bytes are in the operating system's hands: they survive the server
     /// process being killed, not a power cut (see `sync`).
-    pub async fn append(&mut self, chunk: Bytes) -> std::io::Result<()> {
-        let (data, index) = (self.data.clone(), self.index.clone());
+    /// `peaks` (the chunk's input levels, for the waveform) are cosmetic:
+    /// written between the data and the index, never needed for recovery.
+    pub async fn append(&mut self, chunk: Bytes, peaks: Option<Vec<u8>>) -> std::io::Result<()> {
+        let (data, index, peaks_file) = (self.data.clone(), self.index.clone(), self.peaks.clone());
         let len = chunk.len() as u64;
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             (&*data).write_all(&chunk)?;
+            if let Some(peaks) = peaks.filter(|p| !p.is_empty()) {
+                (&*peaks_file).write_all(&peaks)?;
+            }
             (&*index).write_all(&len.to_le_bytes())
         })
         .await
@@ -133,8 +144,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id = Uuid::new_v4();
         let mut spool = Spool::create(dir.path(), id).unwrap();
-        spool.append(Bytes::from_static(b"hello ")).await.unwrap();
-        spool.append(Bytes::from_static(b"world")).await.unwrap();
+        spool.append(Bytes::from_static(b"hello "), Some(vec![1, 2])).await.unwrap();
+        spool.append(Bytes::from_static(b"world"), None).await.unwrap();
         assert_eq!((spool.chunks, spool.bytes), (2, 11));
         drop(spool);
 
@@ -145,9 +156,10 @@ mod tests {
 
         let mut spool = Spool::recover(dir.path(), id).unwrap();
         assert_eq!((spool.chunks, spool.bytes), (2, 11));
-        spool.append(Bytes::from_static(b"!")).await.unwrap();
+        spool.append(Bytes::from_static(b"!"), None).await.unwrap();
         assert_eq!(std::fs::read(&spool.paths.data).unwrap(), b"hello world!");
         assert_eq!(std::fs::metadata(&spool.paths.index).unwrap().len(), 24);
+        assert_eq!(std::fs::read(&spool.paths.peaks).unwrap(), [1, 2]);
     }
 
     #[tokio::test]
@@ -155,7 +167,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id = Uuid::new_v4();
         let mut spool = Spool::create(dir.path(), id).unwrap();
-        spool.append(Bytes::from_static(b"abc")).await.unwrap();
+        spool.append(Bytes::from_static(b"abc"), None).await.unwrap();
         drop(spool);
         OpenOptions::new().append(true).open(dir.path().join(format!("{id}.idx"))).unwrap().write_all(&9u64.to_le_bytes()).unwrap();
         let spool = Spool::recover(dir.path(), id).unwrap();

@@ -13,12 +13,12 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>) -> impl IntoView {
     // A new choice starts playing at once (the click that chose it allows it).
     Effect::new(move |_| {
         let link = record.with(|r| r.as_ref().map(|r| r.link.clone()));
-        if let (Some(el), Some(link)) = (audio.get(), link) {
-            if el.src() != link {
-                duration.set(None);
-                el.set_src(&link);
-                let _ = el.play();
-            }
+        if let (Some(el), Some(link)) = (audio.get(), link)
+            && el.src() != link
+        {
+            duration.set(None);
+            el.set_src(&link);
+            let _ = el.play();
         }
     });
     let on_metadata = move |_| {

@@ -53,7 +53,8 @@ pub fn RecordsPage() -> impl IntoView {
     };
     let on_play = Callback::new(move |r: Record| selected.set(Some(r)));
 
-    let list = move || match state.get() {
+    let list = move || {
+        match state.get() {
         Load::Loading => view! {
             <StatusBanner tone=Tone::Info><span class="spinner" aria-hidden="true"></span>"Loading your recordings…"</StatusBanner>
         }.into_any(),
@@ -92,6 +93,7 @@ pub fn RecordsPage() -> impl IntoView {
                 </ul>
             }.into_any()
         }
+    }
     };
 
     view! {

@@ -8,8 +8,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    AnalyserNode, AudioContext, Blob, BlobEvent, DomException, Event, MediaRecorder, MediaRecorderOptions,
-    MediaStream, MediaStreamConstraints, MediaStreamTrack, RecordingState,
+    AnalyserNode, AudioContext, Blob, BlobEvent, DomException, Event, MediaRecorder, MediaRecorderOptions, MediaStream,
+    MediaStreamConstraints, MediaStreamTrack, RecordingState,
 };
 
 /// MediaRecorder hands over data this often, so chunks stream live.
@@ -110,7 +110,9 @@ impl Capture {
             })
         };
         let on_error = Closure::<dyn FnMut(Event)>::new(move |_| {
-            let _ = tx.unbounded_send(Item::Failed("The recorder stopped with an error (was the microphone disconnected?).".into()));
+            let _ = tx.unbounded_send(Item::Failed(
+                "The recorder stopped with an error (was the microphone disconnected?).".into(),
+            ));
         });
         recorder.set_ondataavailable(Some(on_data.as_ref().unchecked_ref()));
         recorder.set_onstop(Some(on_stop.as_ref().unchecked_ref()));
@@ -131,9 +133,7 @@ impl Capture {
             }
         });
 
-        recorder
-            .start_with_time_slice(TIMESLICE_MS)
-            .map_err(|_| "The recorder could not start.".to_string())?;
+        recorder.start_with_time_slice(TIMESLICE_MS).map_err(|_| "The recorder could not start.".to_string())?;
         let audio = level_meter(&stream);
         Ok(Capture {
             stream,

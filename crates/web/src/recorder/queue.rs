@@ -46,10 +46,9 @@ pub enum QueueError {
 impl std::fmt::Display for QueueError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            QueueError::AheadOfClient { server, client } => write!(
-                f,
-                "the server reports chunk {server}, but this take only has {client} chunks"
-            ),
+            QueueError::AheadOfClient { server, client } => {
+                write!(f, "the server reports chunk {server}, but this take only has {client} chunks")
+            }
             QueueError::ServerLostAudio { server, confirmed } => write!(
                 f,
                 "the server asks again for chunk {server} after confirming up to {confirmed}; the audio before it cannot be re-sent"

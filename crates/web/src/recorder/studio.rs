@@ -122,23 +122,23 @@ struct Inner {
     take: RefCell<Option<Take>>,
 }
 
+/// The interval that refreshes the clock and the level meter.
+type Ticker = (i32, Closure<dyn FnMut()>);
+/// The `beforeunload` listener that warns before unsent audio is lost.
+type UnloadGuard = Closure<dyn FnMut(web_sys::BeforeUnloadEvent)>;
+
 /// The recorder page's controller (cheap to clone).
 #[derive(Clone)]
 pub struct Studio {
     inner: Rc<Inner>,
-    ticker: Rc<RefCell<Option<(i32, Closure<dyn FnMut()>)>>>,
-    before_unload: Rc<RefCell<Option<Closure<dyn FnMut(web_sys::BeforeUnloadEvent)>>>>,
+    ticker: Rc<RefCell<Option<Ticker>>>,
+    before_unload: Rc<RefCell<Option<UnloadGuard>>>,
 }
 
 impl Studio {
     /// Connects the socket and starts the clock and level ticker.
     pub fn open(session: Session, server_url: &str) -> Studio {
-        let inner = Rc::new(Inner {
-            session,
-            ui: Ui::new(),
-            socket: RefCell::new(None),
-            take: RefCell::new(None),
-        });
+        let inner = Rc::new(Inner { session, ui: Ui::new(), socket: RefCell::new(None), take: RefCell::new(None) });
         let weak = Rc::downgrade(&inner);
         let socket = Socket::connect(server_url, &inner.session.token, move |event| {
             if let Some(inner) = weak.upgrade() {
@@ -196,40 +196,40 @@ impl Studio {
     }
 
     pub fn pause(&self) {
-        if let Some(take) = self.inner.take.borrow_mut().as_mut() {
-            if let Some(c) = &take.capture {
-                c.pause();
-                take.clock.paused_at.get_or_insert_with(now);
-                self.inner.ui.phase.set(Phase::Paused);
-            }
+        if let Some(take) = self.inner.take.borrow_mut().as_mut()
+            && let Some(c) = &take.capture
+        {
+            c.pause();
+            take.clock.paused_at.get_or_insert_with(now);
+            self.inner.ui.phase.set(Phase::Paused);
         }
     }
 
     pub fn resume(&self) {
-        if let Some(take) = self.inner.take.borrow_mut().as_mut() {
-            if let Some(c) = &take.capture {
-                c.resume();
-                if let Some(at) = take.clock.paused_at.take() {
-                    take.clock.paused_total += now() - at;
-                }
-                self.inner.ui.phase.set(Phase::Recording);
+        if let Some(take) = self.inner.take.borrow_mut().as_mut()
+            && let Some(c) = &take.capture
+        {
+            c.resume();
+            if let Some(at) = take.clock.paused_at.take() {
+                take.clock.paused_total += now() - at;
             }
+            self.inner.ui.phase.set(Phase::Recording);
         }
     }
 
     /// Stops the take; the studio sends the rest and asks the server to save.
     pub fn stop(&self) {
-        if let Some(take) = self.inner.take.borrow_mut().as_mut() {
-            if let Some(c) = take.capture.as_mut() {
-                let now = now();
-                if let Some(at) = take.clock.paused_at.take() {
-                    take.clock.paused_total += now - at;
-                }
-                take.clock.paused_at = Some(now);
-                c.stop();
-                self.inner.ui.level.set(0.0);
-                self.inner.ui.phase.set(Phase::Saving);
+        if let Some(take) = self.inner.take.borrow_mut().as_mut()
+            && let Some(c) = take.capture.as_mut()
+        {
+            let now = now();
+            if let Some(at) = take.clock.paused_at.take() {
+                take.clock.paused_total += now - at;
             }
+            take.clock.paused_at = Some(now);
+            c.stop();
+            self.inner.ui.level.set(0.0);
+            self.inner.ui.phase.set(Phase::Saving);
         }
     }
 
@@ -249,15 +249,15 @@ impl Studio {
 
     /// Leaves the page: releases the microphone and disconnects.
     pub fn close(&self) {
-        if let Some((id, _)) = self.ticker.borrow_mut().take() {
-            if let Some(w) = web_sys::window() {
-                w.clear_interval_with_handle(id);
-            }
+        if let Some((id, _)) = self.ticker.borrow_mut().take()
+            && let Some(w) = web_sys::window()
+        {
+            w.clear_interval_with_handle(id);
         }
-        if let Some(closure) = self.before_unload.borrow_mut().take() {
-            if let Some(w) = web_sys::window() {
-                let _ = w.remove_event_listener_with_callback("beforeunload", closure.as_ref().unchecked_ref());
-            }
+        if let Some(closure) = self.before_unload.borrow_mut().take()
+            && let Some(w) = web_sys::window()
+        {
+            let _ = w.remove_event_listener_with_callback("beforeunload", closure.as_ref().unchecked_ref());
         }
         self.inner.take.borrow_mut().take();
         self.inner.socket.borrow_mut().take();
@@ -276,8 +276,8 @@ impl Studio {
             }
         });
         let window = web_sys::window().expect("a browser window");
-        if let Ok(id) = window
-            .set_interval_with_callback_and_timeout_and_arguments_0(closure.as_ref().unchecked_ref(), 100)
+        if let Ok(id) =
+            window.set_interval_with_callback_and_timeout_and_arguments_0(closure.as_ref().unchecked_ref(), 100)
         {
             *self.ticker.borrow_mut() = Some((id, closure));
         }
@@ -491,7 +491,9 @@ async fn pump(inner: Rc<Inner>, mut wakes: mpsc::UnboundedReceiver<()>) {
                 Err(e) => return inner.fail(e.to_string()),
             },
             Action::Send { socket, id, mime_type, chunk } => match socket.append(id, &mime_type, &chunk).await {
-                Ok(AppendAck::Ok(ok)) => inner.with_take(|t| t.queue.ack(ok.seq).map(|_| ()).map_err(|e| e.to_string())),
+                Ok(AppendAck::Ok(ok)) => {
+                    inner.with_take(|t| t.queue.ack(ok.seq).map(|_| ()).map_err(|e| e.to_string()))
+                }
                 Ok(AppendAck::Err(e)) => match e.next_seq {
                     Some(next) => inner.with_take(|t| t.queue.server_expects(next).map_err(|e| e.to_string())),
                     None => return inner.fail(format!("The server refused the audio: {}", e.error)),
@@ -505,7 +507,9 @@ async fn pump(inner: Rc<Inner>, mut wakes: mpsc::UnboundedReceiver<()>) {
             },
             Action::Stop { socket, stop } => match socket.stop(&stop).await {
                 Ok(StopAck::Ok(ok)) => return inner.finish(Phase::Saved(ok.record)),
-                Ok(StopAck::Err(f)) => return inner.fail(format!("The server could not save the recording: {}", f.error)),
+                Ok(StopAck::Err(f)) => {
+                    return inner.fail(format!("The server could not save the recording: {}", f.error));
+                }
                 Err(EmitError::NoAnswer) if !socket.is_connected() => {
                     // Sent again after the reconnect (and resume).
                     inner.with_take(|t| {
