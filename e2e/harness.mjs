@@ -102,11 +102,20 @@ export class Server {
 
   async spawn() {
     const log = fs.openSync(this.logFile, "a");
-    this.child = spawn(required("AUDIOBOOK_SERVER_BIN"), [], { env: this.env, stdio: ["ignore", log, log] });
+    const bin = required("AUDIOBOOK_SERVER_BIN");
+    this.child = spawn(bin, [], { env: this.env, stdio: ["ignore", log, log] });
     fs.closeSync(log);
-    this.exited = new Promise((resolve) => this.child.once("exit", resolve));
+    let failed = null;
+    this.exited = new Promise((resolve) => {
+      this.child.once("exit", resolve);
+      this.child.once("error", (e) => {
+        failed = e;
+        resolve();
+      });
+    });
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
+      if (failed) throw new Error(`cannot start the server ${bin}: ${failed.message}`);
       if (this.child.exitCode !== null) break;
       try {
         const res = await fetch(`${this.url}/health`);

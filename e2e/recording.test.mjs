@@ -153,6 +153,10 @@ describe("web app", { timeout: 180_000 }, () => {
       await server.kill();
       await page.locator('[data-conn="offline"]').waitFor({ timeout: 10_000 });
       await sleep(2_000);
+      // Audio recorded meanwhile waits in the browser for the server.
+      const transfer = await page.locator(".transfer").textContent();
+      const waiting = /waiting ([\d.]+) KB/.exec(transfer);
+      assert.ok(waiting && Number(waiting[1]) > 20, `audio waits while offline: ${transfer}`);
       await server.restart();
       await waitConnected(page, 30_000);
       await sleep(2_500);
@@ -181,6 +185,11 @@ describe("web app", { timeout: 180_000 }, () => {
       "microphone",
       async ({ context, page, server }) => {
         await onboard(page, server.url, "Alan Turing");
+        // No recordings yet: the list says so and offers the recorder.
+        await page.getByRole("link", { name: "My recordings" }).click();
+        await page.getByText("No recordings yet").waitFor();
+        await page.getByRole("link", { name: "Record your first" }).click();
+        await page.waitForURL(/\/recorder$/);
         await waitConnected(page);
         await page.getByRole("button", { name: "Record" }).click();
         await page.getByText("Microphone access was refused").waitFor();

@@ -19,7 +19,10 @@ impl Api {
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .expect("an HTTP client without TLS always builds");
-        Api { base: base_url.trim_end_matches('/').to_owned(), http }
+        Api {
+            base: base_url.trim_end_matches('/').to_owned(),
+            http,
+        }
     }
 
     /// The base URL, without a trailing slash.
@@ -32,7 +35,9 @@ impl Api {
         let resp = self
             .http
             .post(self.url("/onboard"))
-            .json(&OnboardRequest { name: name.to_owned() })
+            .json(&OnboardRequest {
+                name: name.to_owned(),
+            })
             .send()
             .await?;
         decode(resp).await
@@ -40,13 +45,23 @@ impl Api {
 
     /// `GET /profile/:id` with the user's bearer token.
     pub async fn profile(&self, id: Uuid, token: &str) -> Result<User, ClientError> {
-        let resp = self.http.get(self.url(&format!("/profile/{id}"))).bearer_auth(token).send().await?;
+        let resp = self
+            .http
+            .get(self.url(&format!("/profile/{id}")))
+            .bearer_auth(token)
+            .send()
+            .await?;
         decode(resp).await
     }
 
     /// `GET /records/:id` with the user's bearer token.
     pub async fn records(&self, id: Uuid, token: &str) -> Result<Vec<Record>, ClientError> {
-        let resp = self.http.get(self.url(&format!("/records/{id}"))).bearer_auth(token).send().await?;
+        let resp = self
+            .http
+            .get(self.url(&format!("/records/{id}")))
+            .bearer_auth(token)
+            .send()
+            .await?;
         decode(resp).await
     }
 
@@ -84,7 +99,9 @@ impl Api {
             req = req.bearer_auth(token);
         }
         if let Some(body) = body {
-            req = req.header(http::header::CONTENT_TYPE, "application/json").body(body);
+            req = req
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body);
         }
         let resp = req.send().await?;
         let status = resp.status().as_u16();
@@ -92,8 +109,9 @@ impl Api {
         let value = if bytes.is_empty() {
             serde_json::Value::Null
         } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+            })
         };
         Ok((status, value))
     }
@@ -114,7 +132,10 @@ async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Clien
         let error = serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|b| b.error)
             .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-        return Err(ClientError::Http { status: status.as_u16(), error });
+        return Err(ClientError::Http {
+            status: status.as_u16(),
+            error,
+        });
     }
     serde_json::from_slice(&bytes).map_err(|e| {
         ClientError::Protocol(format!(

@@ -30,7 +30,10 @@ const MAX_RECORDERS: u64 = 20_000;
 const MAX_TIMEOUT_SECS: u64 = 4 * 3600;
 
 #[derive(Debug, Parser)]
-#[command(name = "loadgen", about = "Simulated live recorders against a local AudioBook server; every byte verified.")]
+#[command(
+    name = "loadgen",
+    about = "Simulated live recorders against a local AudioBook server; every byte verified."
+)]
 struct Args {
     /// Base URL of the server (loopback only).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -101,12 +104,19 @@ fn main() -> ExitCode {
 }
 
 fn check(args: &Args) -> Result<(), String> {
-    let uri: http::Uri = args.url.parse().map_err(|e| format!("--url {:?}: {e}", args.url))?;
-    let host = uri.host().ok_or_else(|| format!("--url {:?} has no host", args.url))?;
+    let uri: http::Uri = args
+        .url
+        .parse()
+        .map_err(|e| format!("--url {:?}: {e}", args.url))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("--url {:?} has no host", args.url))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if !loopback {
-        return Err(format!("--url must be a loopback address (127.0.0.1, ::1, localhost), not {host:?}"));
+        return Err(format!(
+            "--url must be a loopback address (127.0.0.1, ::1, localhost), not {host:?}"
+        ));
     }
     if uri.scheme_str() != Some("http") {
         return Err("--url must be plain http://".into());
@@ -118,15 +128,28 @@ fn check(args: &Args) -> Result<(), String> {
         return Err("--drop-fraction must be within 0..=1".into());
     }
     if args.drop_fraction > 0.0 && args.mode == Mode::Original {
-        return Err("--drop-fraction needs --mode sequenced (the original protocol cannot resume)".into());
+        return Err(
+            "--drop-fraction needs --mode sequenced (the original protocol cannot resume)".into(),
+        );
     }
     if args.chunk_bytes == 0 || args.chunk_bytes > 1 << 20 {
         return Err("--chunk-bytes must be 1..=1048576".into());
     }
-    if args.interval_ms == 0 || !(args.duration_secs > 0.0) || !(args.ramp_up_secs >= 0.0) {
-        return Err("--interval-ms and --duration-secs must be positive, --ramp-up-secs not negative".into());
+    if args.interval_ms == 0
+        || args.duration_secs.is_nan()
+        || args.duration_secs <= 0.0
+        || args.ramp_up_secs.is_nan()
+        || args.ramp_up_secs < 0.0
+    {
+        return Err(
+            "--interval-ms and --duration-secs must be positive, --ramp-up-secs not negative"
+                .into(),
+        );
     }
-    if args.timeout_secs.is_some_and(|t| t == 0 || t > MAX_TIMEOUT_SECS) {
+    if args
+        .timeout_secs
+        .is_some_and(|t| t == 0 || t > MAX_TIMEOUT_SECS)
+    {
         return Err(format!("--timeout-secs must be 1..={MAX_TIMEOUT_SECS}"));
     }
     if args.ramp_up_secs + args.duration_secs > MAX_TIMEOUT_SECS as f64 {
@@ -136,20 +159,28 @@ fn check(args: &Args) -> Result<(), String> {
 }
 
 async fn run(args: Args) -> ExitCode {
-    let chunks = ((args.duration_secs * 1000.0) / args.interval_ms as f64).round().max(1.0) as u64;
+    let chunks = ((args.duration_secs * 1000.0) / args.interval_ms as f64)
+        .round()
+        .max(1.0) as u64;
     let timeout = Duration::from_secs(
-        args.timeout_secs.unwrap_or((args.ramp_up_secs + args.duration_secs).ceil() as u64 + 120),
+        args.timeout_secs
+            .unwrap_or((args.ramp_up_secs + args.duration_secs).ceil() as u64 + 120),
     );
     if let Some(limit) = stats::open_files_limit() {
         let need = args.recorders * 2 + 64;
         if limit < need {
-            eprintln!("loadgen: warning: open files limit {limit} < {need} needed; raise it with `ulimit -n {need}`");
+            eprintln!(
+                "loadgen: warning: open files limit {limit} < {need} needed; raise it with `ulimit -n {need}`"
+            );
         }
     }
     let server_pid = args.server_pid.map(|p| p.to_string());
     let server_start = server_pid.as_deref().and_then(stats::read_proc);
     if server_pid.is_some() && server_start.is_none() {
-        eprintln!("loadgen: warning: cannot read /proc/{} (server stats will be missing)", server_pid.as_deref().unwrap());
+        eprintln!(
+            "loadgen: warning: cannot read /proc/{} (server stats will be missing)",
+            server_pid.as_deref().unwrap()
+        );
     }
     let self_start = stats::read_proc("self");
 
@@ -186,18 +217,31 @@ async fn run(args: Args) -> ExitCode {
     let mut tasks = Vec::with_capacity(args.recorders as usize);
     for index in 0..args.recorders {
         let drop_at = drop_point(args.seed, index, args.drop_fraction, chunks);
-        let recorder = Recorder { plan: plan.clone(), index, drop_at };
-        let offset = Duration::from_secs_f64(args.ramp_up_secs * index as f64 / args.recorders as f64);
+        let recorder = Recorder {
+            plan: plan.clone(),
+            index,
+            drop_at,
+        };
+        let offset =
+            Duration::from_secs_f64(args.ramp_up_secs * index as f64 / args.recorders as f64);
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(started + offset).await;
-            recorder.plan.progress.started.fetch_add(1, Ordering::Relaxed);
+            recorder
+                .plan
+                .progress
+                .started
+                .fetch_add(1, Ordering::Relaxed);
             let mut out = Outcome::default();
             let result = match tokio::time::timeout_at(deadline, recorder.run(&mut out)).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(Some(e)),
                 Err(_) => Err(None),
             };
-            let counter = if result.is_ok() { &recorder.plan.progress.finished } else { &recorder.plan.progress.failed };
+            let counter = if result.is_ok() {
+                &recorder.plan.progress.finished
+            } else {
+                &recorder.plan.progress.failed
+            };
             counter.fetch_add(1, Ordering::Relaxed);
             (index, result, out)
         }));
@@ -220,7 +264,7 @@ async fn run(args: Args) -> ExitCode {
                     peak_rss_kb = peak_rss_kb.max(r.rss_kb);
                 }
                 n += 1;
-                if progress_every > 0 && n % progress_every == 0 {
+                if progress_every > 0 && n.is_multiple_of(progress_every) {
                     let p = &plan.progress;
                     println!(
                         "[{:>5.0} s] started {} streaming {} done {} failed {} chunks {}{}",
@@ -231,7 +275,11 @@ async fn run(args: Args) -> ExitCode {
                         p.failed.load(Ordering::Relaxed),
                         p.chunks_sent.load(Ordering::Relaxed),
                         reading
-                            .map(|r| format!(" | server RSS {:.0} MB, CPU {:.1} s", r.rss_kb as f64 / 1024.0, r.cpu_secs))
+                            .map(|r| format!(
+                                " | server RSS {:.0} MB, CPU {:.1} s",
+                                r.rss_kb as f64 / 1024.0,
+                                r.cpu_secs
+                            ))
                             .unwrap_or_default()
                     );
                 }
@@ -258,7 +306,9 @@ async fn run(args: Args) -> ExitCode {
             Ok(r) => r,
             Err(e) => {
                 failed += 1;
-                *reasons.entry(format!("recorder task panicked: {e}")).or_default() = (1, 0);
+                *reasons
+                    .entry(format!("recorder task panicked: {e}"))
+                    .or_default() = (1, 0);
                 continue;
             }
         };
@@ -289,7 +339,9 @@ async fn run(args: Args) -> ExitCode {
 
     let server_end = server_pid.as_deref().and_then(stats::read_proc);
     let self_end = stats::read_proc("self");
-    let run_peak_kb = PEAK_RSS_KB.load(Ordering::Relaxed).max(server_end.map_or(0, |r| r.rss_kb));
+    let run_peak_kb = PEAK_RSS_KB
+        .load(Ordering::Relaxed)
+        .max(server_end.map_or(0, |r| r.rss_kb));
     let server_cpu = match (server_start, server_end) {
         (Some(a), Some(b)) => Some(b.cpu_secs - a.cpu_secs),
         _ => None,
@@ -317,10 +369,14 @@ async fn run(args: Args) -> ExitCode {
         );
     }
     if let (Some(a), Some(b)) = (self_start, self_end) {
-        println!("loadgen: peak RSS {:.0} MB, CPU {:.1} s", mb(b.hwm_kb), b.cpu_secs - a.cpu_secs);
+        println!(
+            "loadgen: peak RSS {:.0} MB, CPU {:.1} s",
+            mb(b.hwm_kb),
+            b.cpu_secs - a.cpu_secs
+        );
     }
     let mut reasons: Vec<_> = reasons.into_iter().collect();
-    reasons.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.1.0));
     for (reason, (count, example)) in reasons.iter().take(10) {
         println!("failure x{count} (e.g. recorder {example}): {reason}");
     }

@@ -31,7 +31,9 @@ impl Samples {
     pub fn json(&mut self) -> Value {
         let count = self.0.len();
         match self.summary() {
-            Some((p50, p99, max)) => json!({"count": count, "p50": round(p50), "p99": round(p99), "max": round(max)}),
+            Some((p50, p99, max)) => {
+                json!({"count": count, "p50": round(p50), "p99": round(p99), "max": round(max)})
+            }
             None => json!({"count": 0, "p50": null, "p99": null, "max": null}),
         }
     }
@@ -39,7 +41,9 @@ impl Samples {
     pub fn human(&mut self) -> String {
         let count = self.0.len();
         match self.summary() {
-            Some((p50, p99, max)) => format!("p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms ({count} samples)"),
+            Some((p50, p99, max)) => {
+                format!("p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms ({count} samples)")
+            }
             None => "no samples".into(),
         }
     }
@@ -75,7 +79,11 @@ pub fn read_proc(pid: &str) -> Option<ProcReading> {
     let fields: Vec<&str> = after.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the name.
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ProcReading { rss_kb: field("VmRSS:"), hwm_kb: field("VmHWM:"), cpu_secs: ticks as f64 / 100.0 })
+    Some(ProcReading {
+        rss_kb: field("VmRSS:"),
+        hwm_kb: field("VmHWM:"),
+        cpu_secs: ticks as f64 / 100.0,
+    })
 }
 
 /// The soft limit on open files of this process, if readable.

@@ -82,6 +82,11 @@ impl AppState {
 
 /// The whole application: REST, Socket.IO and (if configured) the web app.
 pub fn app(state: AppState) -> Router {
+    app_with_socket_io(state).0
+}
+
+/// The application and its Socket.IO handle (to close live sockets at shutdown).
+pub fn app_with_socket_io(state: AppState) -> (Router, SocketIo) {
     let chunk = state.config.limits.max_chunk_bytes;
     let (layer, io) = SocketIo::builder()
         .with_state(state.clone())
@@ -93,7 +98,7 @@ pub fn app(state: AppState) -> Router {
         .max_buffer_size(1024)
         .build_layer();
     realtime::register(&io);
-    http::router(state.clone()).layer(layer)
+    (http::router(state.clone()).layer(layer), io)
 }
 
 /// Runs the server until `shutdown` resolves, then stops accepting, lets
@@ -121,11 +126,15 @@ pub async fn serve_on(
         address = %local, public_url = %state.config.public_url, database = state.db.backend(),
         storage = if state.storage.is_s3() { "s3" } else { "local" }, "AudioBook is listening"
     );
-    let result = axum::serve(listener, app(state.clone()))
+    let (router, io) = app_with_socket_io(state.clone());
+    let result = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down");
             let _ = stop_tx.send(true);
+            // WebSockets never end by themselves: close them so the graceful
+            // shutdown can finish. Clients reconnect and resume elsewhere.
+            io.close().await;
         })
         .await;
     let _ = reaper.await;

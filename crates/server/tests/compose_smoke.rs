@@ -80,9 +80,11 @@ async fn server_runs_with_the_compose_environment() {
     assert!(ok.record.link.starts_with(&public_url));
     let (status, _, body) = api.get_bytes(&ok.record.link, Some("bytes=0-99")).await.unwrap();
     assert_eq!((status, body.len()), (206, 100));
-    socket.disconnect().await;
 
-    // SIGTERM: a clean stop.
+    // SIGTERM with a live take and its socket open: a clean, prompt stop.
+    let live = socket.start(&StartRecording { mime_type: "audio/webm".into(), name: None }).await.unwrap().recording_id;
+    let first = AppendChunk { data: Some(Bytes::copy_from_slice(&data[..4096])), seq: Some(0), recording_id: Some(live), ..Default::default() };
+    assert!(matches!(socket.append(&first).await.unwrap(), AppendAck::Ok(_)));
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
@@ -93,5 +95,6 @@ async fn server_runs_with_the_compose_environment() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "exit status {status}");
+    drop(socket);
     db.drop().await;
 }

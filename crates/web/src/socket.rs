@@ -102,7 +102,9 @@ impl Socket {
     pub fn connect(server_url: &str, token: &str, on_event: impl Fn(SocketEvent) + 'static) -> Socket {
         let options = to_js(&serde_json::json!({
             "auth": HandshakeAuth { token: token.to_string() },
+            // WebSocket first; long-polling where a proxy blocks it.
             "transports": ["websocket", "polling"],
+            "tryAllTransports": true,
             "reconnectionDelay": 500,
             "reconnectionDelayMax": 2000,
         }));

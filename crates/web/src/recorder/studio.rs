@@ -115,6 +115,13 @@ struct Take {
     wake: mpsc::UnboundedSender<()>,
 }
 
+impl Take {
+    /// Recorded bytes the server has not confirmed, the held-back piece included.
+    fn unsent_bytes(&self) -> u64 {
+        self.queue.unsent_bytes() + self.held.as_ref().map_or(0, |h| h.len() as u64)
+    }
+}
+
 struct Inner {
     session: Session,
     ui: Ui,
@@ -379,7 +386,7 @@ impl Inner {
             if let Err(e) = pushed {
                 failed = Some(e.to_string());
             }
-            self.ui.unsent_bytes.set(take.queue.unsent_bytes() + take.held.as_ref().map_or(0, |h| h.len() as u64));
+            self.ui.unsent_bytes.set(take.unsent_bytes());
             let _ = take.wake.unbounded_send(());
         }
         if let Some(e) = failed {
@@ -439,7 +446,7 @@ impl Inner {
             let mut take = self.take.borrow_mut();
             let Some(take) = take.as_mut() else { return };
             let result = f(take);
-            self.ui.unsent_bytes.set(take.queue.unsent_bytes() + take.held.as_ref().map_or(0, |h| h.len() as u64));
+            self.ui.unsent_bytes.set(take.unsent_bytes());
             self.ui.sent_bytes.set(take.queue.confirmed_bytes());
             result
         };
