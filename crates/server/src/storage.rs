@@ -25,6 +25,9 @@ const PART_BYTES: usize = 5 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
+    /// For the local folder: its path, so a finalized file can be linked
+    /// into place instead of copied.
+    local_dir: Option<std::path::PathBuf>,
     /// Set for S3: playback links are presigned GET URLs.
     signer: Option<Arc<AmazonS3>>,
     /// Object attributes (content type) are kept by S3 only; the local
@@ -48,7 +51,7 @@ impl Storage {
                     source: format!("cannot create STORAGE_DIR {}: {e}", dir.display()).into(),
                 })?;
                 let store = LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true);
-                Ok(Storage { store: Arc::new(store), signer: None, keeps_attributes: false })
+                Ok(Storage { store: Arc::new(store), local_dir: Some(dir.canonicalize().map_err(|e| object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) })?), signer: None, keeps_attributes: false })
             }
             StorageConfig::S3 { bucket, region, endpoint, force_path_style, allow_http } => {
                 let mut builder = AmazonS3Builder::from_env()
@@ -74,7 +77,7 @@ impl Storage {
                     builder = builder.with_endpoint(endpoint);
                 }
                 let s3 = Arc::new(builder.build()?);
-                Ok(Storage { store: s3.clone(), signer: Some(s3), keeps_attributes: true })
+                Ok(Storage { store: s3.clone(), local_dir: None, signer: Some(s3), keeps_attributes: true })
             }
         }
     }
@@ -86,6 +89,11 @@ impl Storage {
     /// Uploads a file in parts (memory bounded by one part), confirming the
     /// whole object before returning.
     pub async fn put_file(&self, key: &str, file: &Path, content_type: &str) -> object_store::Result<u64> {
+        if let Some(dir) = &self.local_dir {
+            if let Some(size) = link_into(dir, key, file).await {
+                return Ok(size);
+            }
+        }
         let mut attributes = Attributes::new();
         if self.keeps_attributes {
             attributes.insert(Attribute::ContentType, content_type.to_string().into());
@@ -145,6 +153,30 @@ impl Storage {
             None => Ok(None),
         }
     }
+}
+
+/// Hard-links `file` to `dir/key` (same file system: no copy, and the
+/// spool's copy can be removed independently). `None` when linking is not
+/// possible, and the caller copies instead.
+async fn link_into(dir: &Path, key: &str, file: &Path) -> Option<u64> {
+    if key.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+        return None;
+    }
+    let (dir, key, file) = (dir.to_path_buf(), key.to_string(), file.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let dest = dir.join(&key);
+        std::fs::create_dir_all(dest.parent()?).ok()?;
+        let staging = dest.with_extension(format!("linking-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::hard_link(&file, &staging).ok()?;
+        if std::fs::rename(&staging, &dest).is_err() {
+            let _ = std::fs::remove_file(&staging);
+            return None;
+        }
+        std::fs::metadata(&dest).ok().map(|m| m.len())
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 fn io_error(e: std::io::Error) -> object_store::Error {

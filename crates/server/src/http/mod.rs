@@ -61,6 +61,7 @@ fn cors(state: &AppState) -> CorsLayer {
             header::ACCEPT_RANGES,
             header::ETAG,
             HeaderName::from_static("content-disposition"),
+            HeaderName::from_static(audiobook_wire::NEXT_CURSOR_HEADER),
         ])
         .max_age(Duration::from_secs(3600))
 }
