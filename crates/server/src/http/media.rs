@@ -49,16 +49,31 @@ async fn media(
     })?;
     let row = state.db.record(id).await?.ok_or_else(|| AppError::NotFound("This recording no longer exists.".into()))?;
     let download = q.download.is_some_and(|d| d != "0");
-    let disposition = content_disposition(&row, download);
+    serve(&state, &row, &headers, download, Delivery::RedirectWhereStored).await
+}
+
+/// Whether S3-stored audio may be answered with a redirect to a presigned
+/// URL, or must go through this server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Plays (not downloads) redirect to the bucket: S3 serves Range itself.
+    RedirectWhereStored,
+    /// Always through here: shared recordings, whose presigned URL would show
+    /// the owner's storage key, and whose revocation must take effect at once.
+    Proxy,
+}
+
+/// Answers a request for a record's audio: whole or a `Range` of it, with
+/// validators, from the storage (or the spool while the upload is pending).
+pub async fn serve(state: &AppState, row: &RecordRow, headers: &HeaderMap, download: bool, delivery: Delivery) -> AppResult<Response> {
+    let disposition = content_disposition(row, download);
     let key = row.storage_key.clone().ok_or_else(|| AppError::NotFound("This recording is still being recorded.".into()))?;
 
     match row.status() {
         StoredStatus::Ready | StoredStatus::Interrupted => {
-            let ttl = std::time::Duration::from_secs(u64::try_from(exp - chrono::Utc::now().timestamp()).unwrap_or(60))
-                .clamp(std::time::Duration::from_secs(60), std::time::Duration::from_secs(7 * 24 * 3600));
-            // S3 serves plays itself (Range included) through a presigned URL;
-            // downloads go through here to carry the file name.
-            if !download {
+            // Presigned URLs last as long as a link would (at least a minute, S3 allows a week).
+            let ttl = state.config.limits.link_ttl.clamp(std::time::Duration::from_secs(60), std::time::Duration::from_secs(7 * 24 * 3600));
+            if !download && delivery == Delivery::RedirectWhereStored {
                 if let Some(url) = state.storage.presigned_get(&key, ttl).await? {
                     return Ok(Redirect::temporary(&url).into_response());
                 }
@@ -70,7 +85,7 @@ async fn media(
                 }
                 Err(e) => return Err(e.into()),
             };
-            let plan = plan(&row, &headers, size)?;
+            let plan = plan(row, headers, size)?;
             if plan.not_modified {
                 return Ok(plan.head(StatusCode::NOT_MODIFIED, &disposition));
             }
@@ -85,7 +100,7 @@ async fn media(
                 .await
                 .map_err(|_| AppError::NotFound("This recording's audio is not available right now.".into()))?;
             let size = file.metadata().await.map_err(|e| AppError::Internal(e.to_string()))?.len();
-            let plan = plan(&row, &headers, size)?;
+            let plan = plan(row, headers, size)?;
             if plan.not_modified {
                 return Ok(plan.head(StatusCode::NOT_MODIFIED, &disposition));
             }

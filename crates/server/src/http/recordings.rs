@@ -8,13 +8,13 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use audiobook_wire::{ErrorBody, MAX_RECORDING_NAME_CHARS, Record, ShareLink, SharedRecording, char_len};
+use audiobook_wire::{MAX_RECORDING_NAME_CHARS, Record, ShareLink, SharedRecording, char_len};
 
 use super::IdPath;
 use crate::AppState;
@@ -47,11 +47,6 @@ async fn owned(state: &AppState, id: Uuid, me: Uuid) -> AppResult<RecordRow> {
 
 fn is_live(row: &RecordRow) -> bool {
     matches!(row.status(), StoredStatus::Recording | StoredStatus::Finalizing)
-}
-
-/// 409 with the usual error body (`AppError` has no conflict variant).
-fn conflict(message: &str) -> Response {
-    (StatusCode::CONFLICT, Json(ErrorBody { error: message.to_string() })).into_response()
 }
 
 /// `PATCH /recordings/:id {"name": "..."}` → 200 with the renamed record.
@@ -105,14 +100,14 @@ pub fn parse_recording_name(body: &[u8]) -> AppResult<String> {
 async fn delete(IdPath(id): IdPath, CurrentUser(me): CurrentUser, State(state): State<AppState>) -> AppResult<Response> {
     let row = owned(&state, id, me.id).await?;
     if is_live(&row) {
-        return Ok(conflict("This recording is still being recorded or saved; stop it first, then delete it."));
+        return Err(AppError::Conflict("This recording is still being recorded or saved; stop it first, then delete it.".into()));
     }
     if let Some(key) = &row.storage_key {
         state.storage.delete(key).await?;
     }
     match state.db.delete_saved_record(id).await? {
         DeleteOutcome::Deleted | DeleteOutcome::Missing => {}
-        DeleteOutcome::Live => return Ok(conflict("This recording is still being saved; try again in a moment.")),
+        DeleteOutcome::Live => return Err(AppError::Conflict("This recording is still being saved; try again in a moment.".into())),
     }
     // A pending record's audio waits in the spool for its upload. (An upload
     // retry already in flight may still land after this; its object is then
@@ -134,7 +129,7 @@ async fn delete(IdPath(id): IdPath, CurrentUser(me): CurrentUser, State(state): 
 async fn share(IdPath(id): IdPath, CurrentUser(me): CurrentUser, State(state): State<AppState>) -> AppResult<Response> {
     let row = owned(&state, id, me.id).await?;
     if is_live(&row) {
-        return Ok(conflict("This recording is still being recorded or saved; share it once it is saved."));
+        return Err(AppError::Conflict("This recording is still being recorded or saved; share it once it is saved.".into()));
     }
     let (fresh, _) = new_token();
     let Some(token) = state.db.share_record(id, &fresh).await? else {
@@ -220,13 +215,15 @@ struct AudioQuery {
 /// `GET /s/:token/audio` → a 307 to a fresh signed link of the recording, so
 /// that one route serves audio (with `Range`, validators, S3 redirects).
 /// `?download=1` is passed on (the file is saved with its name).
-async fn share_audio(Path(token): Path<String>, Query(q): Query<AudioQuery>, State(state): State<AppState>) -> AppResult<Response> {
+async fn share_audio(
+    Path(token): Path<String>,
+    Query(q): Query<AudioQuery>,
+    headers: axum::http::HeaderMap,
+    State(state): State<AppState>,
+) -> AppResult<Response> {
     let row = shared(&state, &token).await?;
-    let mut url = state.links.media_url(row.id);
-    if q.download.is_some_and(|d| d != "0") {
-        url.push_str("&download=1");
-    }
-    Ok(private(Redirect::temporary(&url).into_response()))
+    let download = q.download.is_some_and(|d| d != "0");
+    Ok(private(super::media::serve(&state, &row, &headers, download, super::media::Delivery::Proxy).await?))
 }
 
 /// `GET /s/:token/info` → what the web app's share page shows.
