@@ -137,3 +137,31 @@ async fn spawn_app_with_origin(backend: Backend) -> Option<common::TestApp> {
 fn reqwest_client() -> reqwest::Client {
     reqwest::Client::new()
 }
+
+/// The web app on the same origin: client routes answer index.html (also
+/// `/onboard`, which the API answers for POST), assets go gzipped to
+/// browsers that accept it.
+#[tokio::test]
+async fn serves_the_web_app_with_client_routes_and_gzip() {
+    let dist = tempfile::tempdir().unwrap();
+    std::fs::write(dist.path().join("index.html"), "<!doctype html><title>AudioBook</title>").unwrap();
+    std::fs::write(dist.path().join("web_bg.wasm"), b"\0asm plain").unwrap();
+    std::fs::write(dist.path().join("web_bg.wasm.gz"), b"gzipped bytes").unwrap();
+    let path = dist.path().to_path_buf();
+    let Some(app) = common::spawn_app_with(Backend::Sqlite, move |c| c.web_dist = Some(path)).await else { return };
+    let client = reqwest_client();
+    for route in ["/", "/onboard", "/recorder", "/records"] {
+        let r = client.get(format!("{}{route}", app.url)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{route}");
+        assert!(r.text().await.unwrap().contains("<title>AudioBook</title>"), "{route}");
+    }
+    let gz = client.get(format!("{}/web_bg.wasm", app.url)).header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    let plain = client.get(format!("{}/web_bg.wasm", app.url)).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(&plain.bytes().await.unwrap()[..], b"\0asm plain");
+    // The API still answers on the same paths.
+    let (status, _) = Api::new(&app.url).raw(Method::POST, "/onboard", None, Some(br#"{"name":"Web"}"#.to_vec())).await.unwrap();
+    assert_eq!(status, 201);
+    app.stop().await;
+}

@@ -35,7 +35,10 @@ pub fn router(state: AppState) -> Router {
     let app = match &state.config.web_dist {
         // Client routes (/onboard, /recorder, /records) answer index.html.
         Some(dist) => api.fallback_service(
-            ServeDir::new(dist).fallback(ServeFile::new(dist.join("index.html"))).call_fallback_on_method_not_allowed(true),
+            ServeDir::new(dist)
+                .precompressed_gzip()
+                .fallback(ServeFile::new(dist.join("index.html")))
+                .call_fallback_on_method_not_allowed(true),
         ),
         None => api.fallback(not_found),
     };

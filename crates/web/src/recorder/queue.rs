@@ -20,6 +20,10 @@ pub struct Chunk {
     pub seq: u64,
     pub data: Rc<[u8]>,
     pub is_final: bool,
+    /// Input level peaks (0–255) over this chunk's span, for the waveform;
+    /// sent with the chunk (and again with a resend: the server keeps one
+    /// copy per seq).
+    pub peaks: Rc<[u8]>,
 }
 
 /// What the server's answer meant for the queue.
@@ -84,11 +88,22 @@ impl ChunkQueue {
 
     /// Adds the next chunk of the take and returns its seq.
     pub fn push(&mut self, data: impl Into<Rc<[u8]>>, is_final: bool) -> Result<u64, QueueError> {
+        self.push_with_peaks(data, Vec::new(), is_final)
+    }
+
+    /// Adds the next chunk with the level peaks measured while it was
+    /// recorded, and returns its seq.
+    pub fn push_with_peaks(
+        &mut self,
+        data: impl Into<Rc<[u8]>>,
+        peaks: impl Into<Rc<[u8]>>,
+        is_final: bool,
+    ) -> Result<u64, QueueError> {
         if self.finished {
             return Err(QueueError::AfterFinal);
         }
         let seq = self.pushed;
-        self.pending.push_back(Chunk { seq, data: data.into(), is_final });
+        self.pending.push_back(Chunk { seq, data: data.into(), is_final, peaks: peaks.into() });
         self.pushed += 1;
         self.finished = is_final;
         Ok(seq)
