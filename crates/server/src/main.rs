@@ -13,6 +13,7 @@ async fn main() {
                 .unwrap_or_else(|_| "info,tower_http=info,socketioxide=warn,engineioxide=warn,sqlx=warn".into()),
         )
         .init();
+    raise_open_files_limit();
     let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
     let config = match Config::from_env() {
         Ok(c) => c,
@@ -32,6 +33,19 @@ async fn main() {
         }
         "healthcheck" => std::process::exit(healthcheck(config.port)),
         other => fail(&format!("unknown command `{other}`; use serve, migrate or healthcheck")),
+    }
+}
+
+/// Each live take holds a socket and two spool files open: lift the soft
+/// limit on open files to the hard limit, as busy servers do.
+fn raise_open_files_limit() {
+    #[cfg(unix)]
+    unsafe {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
     }
 }
 

@@ -1,9 +1,12 @@
 //! The REST API, with errors in words: the server's `{"error"}` message when
 //! it sent one, otherwise what went wrong and what to do.
 
-use audiobook_wire::{ErrorBody, OnboardRequest, Onboarded, Record};
+use audiobook_wire::{
+    ErrorBody, NEXT_CURSOR_HEADER, OnboardRequest, Onboarded, Record, RenameRecording, ShareLink, Waveform,
+};
 use gloo_net::http::{Request, Response};
 use serde::de::DeserializeOwned;
+use uuid::Uuid;
 
 use crate::config::api_url;
 use crate::storage::Session;
@@ -56,10 +59,94 @@ pub async fn onboard(name: &str) -> Result<Onboarded, ApiError> {
     read(request.send().await.map_err(|_| unreachable())?).await
 }
 
-/// `GET /records/:id`, newest first.
-pub async fn records(session: &Session) -> Result<Vec<Record>, ApiError> {
-    let response = Request::get(&api_url(&format!("/records/{}", session.user_id)))
-        .header("Authorization", &format!("Bearer {}", session.token))
+/// Records per page on `/records`.
+pub const PAGE_SIZE: u32 = 20;
+
+/// One page of the user's recordings, newest first, and the cursor of the
+/// next page (`None` on the last one).
+pub struct RecordsPage {
+    pub records: Vec<Record>,
+    pub next: Option<String>,
+}
+
+fn bearer(session: &Session) -> String {
+    format!("Bearer {}", session.token)
+}
+
+fn encode(value: &str) -> String {
+    js_sys::encode_uri_component(value).into()
+}
+
+/// An answer without a body (`204`), or the error it carries.
+async fn read_empty(response: Response) -> Result<(), ApiError> {
+    if response.ok() {
+        return Ok(());
+    }
+    read::<serde_json::Value>(response).await.map(|_| ())
+}
+
+/// `GET /records/:id?limit=&before=&q=`: a page of recordings whose name
+/// contains `query` (all when empty), older than the `before` cursor.
+pub async fn records_page(session: &Session, query: &str, before: Option<&str>) -> Result<RecordsPage, ApiError> {
+    let mut url = format!("/records/{}?limit={PAGE_SIZE}", session.user_id);
+    if !query.trim().is_empty() {
+        url.push_str(&format!("&q={}", encode(query.trim())));
+    }
+    if let Some(cursor) = before {
+        url.push_str(&format!("&before={}", encode(cursor)));
+    }
+    let response = Request::get(&api_url(&url))
+        .header("Authorization", &bearer(session))
+        .send()
+        .await
+        .map_err(|_| unreachable())?;
+    let next = response.headers().get(NEXT_CURSOR_HEADER).filter(|c| !c.is_empty());
+    Ok(RecordsPage { records: read(response).await?, next })
+}
+
+/// `PATCH /recordings/:id {"name"}` → the renamed record.
+pub async fn rename(session: &Session, id: Uuid, name: &str) -> Result<Record, ApiError> {
+    let request = Request::patch(&api_url(&format!("/recordings/{id}")))
+        .header("Authorization", &bearer(session))
+        .json(&RenameRecording { name: name.to_string() })
+        .map_err(|e| ApiError { status: None, message: e.to_string() })?;
+    read(request.send().await.map_err(|_| unreachable())?).await
+}
+
+/// `DELETE /recordings/:id`.
+pub async fn delete(session: &Session, id: Uuid) -> Result<(), ApiError> {
+    let response = Request::delete(&api_url(&format!("/recordings/{id}")))
+        .header("Authorization", &bearer(session))
+        .send()
+        .await
+        .map_err(|_| unreachable())?;
+    read_empty(response).await
+}
+
+/// `POST /recordings/:id/share` → the public URL (the same one while shared).
+pub async fn share(session: &Session, id: Uuid) -> Result<ShareLink, ApiError> {
+    let response = Request::post(&api_url(&format!("/recordings/{id}/share")))
+        .header("Authorization", &bearer(session))
+        .send()
+        .await
+        .map_err(|_| unreachable())?;
+    read(response).await
+}
+
+/// `DELETE /recordings/:id/share`: the public URL stops working.
+pub async fn unshare(session: &Session, id: Uuid) -> Result<(), ApiError> {
+    let response = Request::delete(&api_url(&format!("/recordings/{id}/share")))
+        .header("Authorization", &bearer(session))
+        .send()
+        .await
+        .map_err(|_| unreachable())?;
+    read_empty(response).await
+}
+
+/// `GET /recordings/:id/waveform` → level peaks (empty for takes without).
+pub async fn waveform(session: &Session, id: Uuid) -> Result<Waveform, ApiError> {
+    let response = Request::get(&api_url(&format!("/recordings/{id}/waveform")))
+        .header("Authorization", &bearer(session))
         .send()
         .await
         .map_err(|_| unreachable())?;

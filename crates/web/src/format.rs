@@ -55,6 +55,24 @@ pub fn check_user_name(name: &str) -> Result<String, String> {
     }
 }
 
+/// Whether a recording name is acceptable (1–50 characters after trimming,
+/// no control characters), as the server checks it.
+pub fn check_recording_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    let max = audiobook_wire::MAX_RECORDING_NAME_CHARS;
+    match audiobook_wire::char_len(name) {
+        0 => Err("Please enter a name.".into()),
+        n if n > max => Err(format!("This name is {n} characters long; please use at most {max}.")),
+        _ if name.chars().any(char::is_control) => Err("Please use letters, digits and punctuation only.".into()),
+        _ => Ok(name.to_string()),
+    }
+}
+
+/// Seconds as `m:ss` (a position in the player).
+pub fn seconds(s: f64) -> String {
+    if s.is_finite() && s > 0.0 { duration_ms((s * 1000.0) as u64) } else { duration_ms(0) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +102,20 @@ mod tests {
         assert!(check_user_name("   ").is_err());
         assert_eq!(check_user_name(&"é".repeat(20)), Ok("é".repeat(20)));
         assert!(check_user_name(&"é".repeat(21)).unwrap_err().contains("21 characters"));
+    }
+
+    #[test]
+    fn recording_names_are_checked_like_the_server_does() {
+        assert_eq!(check_recording_name("  Interview "), Ok("Interview".into()));
+        assert!(check_recording_name(" ").unwrap_err().contains("enter a name"));
+        assert_eq!(check_recording_name(&"é".repeat(50)), Ok("é".repeat(50)));
+        assert!(check_recording_name(&"é".repeat(51)).unwrap_err().contains("51 characters"));
+        assert!(check_recording_name("a\u{7}b").is_err());
+    }
+
+    #[test]
+    fn positions() {
+        assert_eq!(seconds(f64::INFINITY), "0:00");
+        assert_eq!(seconds(75.4), "1:15");
     }
 }

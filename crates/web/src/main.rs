@@ -6,6 +6,7 @@
 
 mod format;
 mod recorder;
+mod waveform;
 
 #[cfg(target_arch = "wasm32")]
 mod api;

@@ -167,6 +167,11 @@ impl Socket {
         set("seq", &(chunk.seq as f64).into());
         set("recording_id", &recording_id.to_string().into());
         set("mime_type", &mime_type.into());
+        if !chunk.peaks.is_empty() {
+            // A JSON array of numbers (0–255), as the contract has it.
+            let peaks: js_sys::Array = chunk.peaks.iter().map(|&p| JsValue::from(p)).collect();
+            set("peaks", &peaks.into());
+        }
         self.request(events::APPEND_RECORDING, &payload).await
     }
 

@@ -59,7 +59,9 @@ pub struct Spool {
     pub paths: SpoolPaths,
     data: Arc<File>,
     index: Arc<File>,
-    peaks: Arc<File>,
+    /// Opened on the first chunk that carries peaks: one file descriptor
+    /// less per take for clients that send none.
+    peaks: Option<File>,
     /// Chunks stored so far (the next expected seq).
     pub chunks: u64,
     pub bytes: u64,
@@ -73,8 +75,7 @@ impl Spool {
         let open = |p: &Path| OpenOptions::new().create_new(true).append(true).open(p);
         let data = open(&paths.data)?;
         let index = open(&paths.index)?;
-        let peaks = open(&paths.peaks)?;
-        Ok(Spool { paths, data: Arc::new(data), index: Arc::new(index), peaks: Arc::new(peaks), chunks: 0, bytes: 0 })
+        Ok(Spool { paths, data: Arc::new(data), index: Arc::new(index), peaks: None, chunks: 0, bytes: 0 })
     }
 
     /// Reopens the spool of a recording after a disconnect, a restart or a
@@ -97,8 +98,7 @@ impl Spool {
         data.set_len(bytes)?;
         let index = OpenOptions::new().append(true).open(&paths.index)?;
         index.set_len(chunks * 8)?;
-        let peaks = OpenOptions::new().create(true).append(true).open(&paths.peaks)?;
-        Ok(Spool { paths, data: Arc::new(data), index: Arc::new(index), peaks: Arc::new(peaks), chunks, bytes })
+        Ok(Spool { paths, data: Arc::new(data), index: Arc::new(index), peaks: None, chunks, bytes })
     }
 
     /// Writes one chunk (data, then its index entry). When this returns the
@@ -116,7 +116,12 @@ impl Spool {
         let len = chunk.len() as u64;
         (&*self.data).write_all(&chunk)?;
         if let Some(peaks) = peaks.filter(|p| !p.is_empty()) {
-            (&*self.peaks).write_all(&peaks)?;
+            if self.peaks.is_none() {
+                self.peaks = Some(OpenOptions::new().create(true).append(true).open(&self.paths.peaks)?);
+            }
+            if let Some(file) = &mut self.peaks {
+                file.write_all(&peaks)?;
+            }
         }
         (&*self.index).write_all(&len.to_le_bytes())?;
         self.chunks += 1;

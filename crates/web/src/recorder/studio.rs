@@ -24,6 +24,7 @@ use super::capture::{Capture, CaptureEvent, open_microphone};
 use super::queue::ChunkQueue;
 use crate::socket::{EmitError, Socket, SocketEvent};
 use crate::storage::Session;
+use crate::waveform::PeakCollector;
 
 /// The connection as the page shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,9 +106,11 @@ struct Take {
     capture: Option<Capture>,
     mime_type: String,
     queue: ChunkQueue,
-    /// The newest piece, held back until the next one (or the stop) shows
-    /// whether it is the final chunk.
-    held: Option<Vec<u8>>,
+    /// The newest piece and its level peaks, held back until the next one
+    /// (or the stop) shows whether it is the final chunk.
+    held: Option<(Vec<u8>, Vec<u8>)>,
+    /// Level readings since the last piece, for the waveform.
+    peaks: PeakCollector,
     recording_id: Option<Uuid>,
     /// The server's position is known on the current connection.
     synced: bool,
@@ -118,7 +121,7 @@ struct Take {
 impl Take {
     /// Recorded bytes the server has not confirmed, the held-back piece included.
     fn unsent_bytes(&self) -> u64 {
-        self.queue.unsent_bytes() + self.held.as_ref().map_or(0, |h| h.len() as u64)
+        self.queue.unsent_bytes() + self.held.as_ref().map_or(0, |(h, _)| h.len() as u64)
     }
 }
 
@@ -189,6 +192,7 @@ impl Studio {
             capture: Some(capture),
             queue: ChunkQueue::new(),
             held: None,
+            peaks: PeakCollector::default(),
             recording_id: None,
             synced: false,
             clock: Clock { started_at: now(), ..Clock::default() },
@@ -278,7 +282,14 @@ impl Studio {
             let Some(take) = take.as_mut() else { return };
             inner.ui.elapsed_ms.set(take.clock.elapsed_ms(now()));
             if let Some(c) = take.capture.as_mut() {
-                let level = if take.clock.paused_at.is_some() { 0.0 } else { c.level() };
+                let level = if take.clock.paused_at.is_some() {
+                    0.0
+                } else {
+                    let level = c.level();
+                    // One waveform peak per tick (10 a second) of recorded time.
+                    take.peaks.push_level(level);
+                    level
+                };
                 inner.ui.level.set(level);
             }
         });
@@ -370,13 +381,16 @@ impl Inner {
         let mut failed = None;
         if let Some(take) = self.take.borrow_mut().as_mut() {
             let pushed = match event {
-                CaptureEvent::Data(bytes) => match take.held.replace(bytes) {
-                    Some(previous) => take.queue.push(previous, false).map(|_| ()),
+                CaptureEvent::Data(bytes) => match take.held.replace((bytes, take.peaks.take_for_chunk())) {
+                    Some((previous, peaks)) => take.queue.push_with_peaks(previous, peaks, false).map(|_| ()),
                     None => Ok(()),
                 },
                 CaptureEvent::Stopped => {
                     take.capture = None;
-                    take.queue.push(take.held.take().unwrap_or_default(), true).map(|_| ())
+                    let (data, mut peaks) = take.held.take().unwrap_or_default();
+                    peaks.extend(take.peaks.take_for_chunk());
+                    peaks.truncate(crate::waveform::MAX_PEAKS_PER_CHUNK);
+                    take.queue.push_with_peaks(data, peaks, true).map(|_| ())
                 }
                 CaptureEvent::Failed(e) => {
                     failed = Some(e);
