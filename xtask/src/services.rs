@@ -18,7 +18,8 @@ pub struct Postgres {
 }
 
 fn postgres_bin() -> Option<PathBuf> {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql").ok()?.flatten().map(|e| e.path().join("bin")).collect();
+    let mut versions: Vec<PathBuf> =
+        std::fs::read_dir("/usr/lib/postgresql").ok()?.flatten().map(|e| e.path().join("bin")).collect();
     versions.sort();
     versions.into_iter().rev().find(|b| b.join("initdb").is_file())
 }
@@ -48,7 +49,12 @@ impl Postgres {
                 p = d.parent();
             }
         }
-        let pg = Postgres { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), bin, data: data.clone(), as_postgres_user };
+        let pg = Postgres {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            bin,
+            data: data.clone(),
+            as_postgres_user,
+        };
         pg.command("initdb")
             .args(["-D"])
             .arg(&data)
@@ -94,7 +100,13 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let _ = self.command("pg_ctl").arg("-D").arg(&self.data).args(["-m", "immediate", "stop"]).stdout(Stdio::null()).status();
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .status();
     }
 }
 

@@ -30,11 +30,7 @@ pub enum ClientError {
 
 impl From<reqwest::Error> for ClientError {
     fn from(e: reqwest::Error) -> Self {
-        if e.is_timeout() {
-            ClientError::Timeout
-        } else {
-            ClientError::Transport(e.to_string())
-        }
+        if e.is_timeout() { ClientError::Timeout } else { ClientError::Transport(e.to_string()) }
     }
 }
 
@@ -45,11 +41,7 @@ impl From<tokio_tungstenite::tungstenite::Error> for ClientError {
             E::ConnectionClosed | E::AlreadyClosed => ClientError::Closed,
             E::Http(resp) => ClientError::Http {
                 status: resp.status().as_u16(),
-                error: resp
-                    .body()
-                    .as_ref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default(),
+                error: resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default(),
             },
             other => ClientError::Transport(other.to_string()),
         }

@@ -48,10 +48,7 @@ pub fn decode_eio(text: &str) -> Result<EioPacket<'_>, ClientError> {
         '5' => EioPacket::Upgrade,
         '6' => EioPacket::Noop,
         _ => {
-            return Err(ClientError::Protocol(format!(
-                "unknown Engine.IO packet type in {}",
-                preview(text)
-            )));
+            return Err(ClientError::Protocol(format!("unknown Engine.IO packet type in {}", preview(text))));
         }
     })
 }
@@ -91,8 +88,7 @@ pub enum SioPacket {
 /// Decodes a Socket.IO packet (the data of an Engine.IO message, without its
 /// leading `4`).
 pub fn decode_sio(msg: &str) -> Result<SioPacket, ClientError> {
-    let bad =
-        |what: &str| ClientError::Protocol(format!("{what} in Socket.IO packet {}", preview(msg)));
+    let bad = |what: &str| ClientError::Protocol(format!("{what} in Socket.IO packet {}", preview(msg)));
     let bytes = msg.as_bytes();
     let Some(&kind) = bytes.first() else {
         return Err(bad("empty packet"));
@@ -107,9 +103,7 @@ pub fn decode_sio(msg: &str) -> Result<SioPacket, ClientError> {
         if pos == start || bytes.get(pos) != Some(&b'-') {
             return Err(bad("missing attachment count"));
         }
-        let n: usize = msg[start..pos]
-            .parse()
-            .map_err(|_| bad("bad attachment count"))?;
+        let n: usize = msg[start..pos].parse().map_err(|_| bad("bad attachment count"))?;
         pos += 1;
         n
     } else {
@@ -129,55 +123,30 @@ pub fn decode_sio(msg: &str) -> Result<SioPacket, ClientError> {
     while pos < bytes.len() && bytes[pos].is_ascii_digit() {
         pos += 1;
     }
-    let id: Option<u64> = if pos > id_start {
-        Some(msg[id_start..pos].parse().map_err(|_| bad("bad ack id"))?)
-    } else {
-        None
-    };
+    let id: Option<u64> =
+        if pos > id_start { Some(msg[id_start..pos].parse().map_err(|_| bad("bad ack id"))?) } else { None };
 
     let data = &msg[pos..];
     let json = |required: bool| -> Result<Value, ClientError> {
         if data.is_empty() {
-            if required {
-                Err(bad("missing JSON"))
-            } else {
-                Ok(Value::Null)
-            }
+            if required { Err(bad("missing JSON")) } else { Ok(Value::Null) }
         } else {
             serde_json::from_str(data).map_err(|e| bad(&format!("bad JSON ({e})")))
         }
     };
     let array = |v: Value| -> Result<Value, ClientError> {
-        if v.is_array() {
-            Ok(v)
-        } else {
-            Err(bad("expected a JSON array"))
-        }
+        if v.is_array() { Ok(v) } else { Err(bad("expected a JSON array")) }
     };
     let need_id = || id.ok_or_else(|| bad("ack without id"));
 
     Ok(match kind {
         b'0' => SioPacket::Connect(json(false)?),
         b'1' => SioPacket::Disconnect,
-        b'2' => SioPacket::Event {
-            id,
-            args: array(json(true)?)?,
-        },
-        b'3' => SioPacket::Ack {
-            id: need_id()?,
-            args: array(json(true)?)?,
-        },
+        b'2' => SioPacket::Event { id, args: array(json(true)?)? },
+        b'3' => SioPacket::Ack { id: need_id()?, args: array(json(true)?)? },
         b'4' => SioPacket::ConnectError(json(false)?),
-        b'5' => SioPacket::BinaryEvent {
-            attachments,
-            id,
-            args: array(json(true)?)?,
-        },
-        b'6' => SioPacket::BinaryAck {
-            attachments,
-            id: need_id()?,
-            args: array(json(true)?)?,
-        },
+        b'5' => SioPacket::BinaryEvent { attachments, id, args: array(json(true)?)? },
+        b'6' => SioPacket::BinaryAck { attachments, id: need_id()?, args: array(json(true)?)? },
         _ => return Err(bad("unknown packet type")),
     })
 }
@@ -189,11 +158,7 @@ pub const DISCONNECT: &str = "41";
 
 /// `40{auth}`: connect to the main namespace with a handshake `auth` payload.
 pub fn encode_connect(auth: &Value) -> String {
-    if auth.is_null() {
-        "40".to_owned()
-    } else {
-        format!("40{auth}")
-    }
+    if auth.is_null() { "40".to_owned() } else { format!("40{auth}") }
 }
 
 /// An event with one argument: `42[id]["event",payload]`, or for
@@ -204,12 +169,7 @@ pub fn encode_event(event: &str, payload: &Value, id: Option<u64>, attachments: 
 }
 
 /// Like [`encode_event`] with any number of arguments (none included).
-pub fn encode_event_args(
-    event: &str,
-    args: &[Value],
-    id: Option<u64>,
-    attachments: usize,
-) -> String {
+pub fn encode_event_args(event: &str, args: &[Value], id: Option<u64>, attachments: usize) -> String {
     let mut out = String::with_capacity(64);
     out.push('4');
     if attachments > 0 {
@@ -242,12 +202,7 @@ pub fn placeholder(num: usize) -> Value {
 /// `data` is never serialized as a number array.
 pub fn split_chunk(chunk: &AppendChunk) -> Result<(Value, Vec<Bytes>), ClientError> {
     let data = chunk.data.clone();
-    let head = AppendChunk {
-        data: None,
-        peaks: chunk.peaks.clone(),
-        mime_type: chunk.mime_type.clone(),
-        ..*chunk
-    };
+    let head = AppendChunk { data: None, peaks: chunk.peaks.clone(), mime_type: chunk.mime_type.clone(), ..*chunk };
     let mut json = serde_json::to_value(&head).map_err(|e| ClientError::Protocol(e.to_string()))?;
     match data {
         Some(bytes) => {
@@ -264,13 +219,14 @@ pub fn fill_placeholders(value: &mut Value, attachments: &[Bytes]) -> Result<(),
     match value {
         Value::Object(map) => {
             if map.len() == 2 && map.get("_placeholder") == Some(&Value::Bool(true)) {
-                let num =
-                    map.get("num").and_then(Value::as_u64).ok_or_else(|| {
-                        ClientError::Protocol("placeholder without a number".into())
-                    })? as usize;
-                let bytes = attachments.get(num).ok_or_else(|| {
-                    ClientError::Protocol(format!("placeholder {num} has no attachment"))
-                })?;
+                let num = map
+                    .get("num")
+                    .and_then(Value::as_u64)
+                    .ok_or_else(|| ClientError::Protocol("placeholder without a number".into()))?
+                    as usize;
+                let bytes = attachments
+                    .get(num)
+                    .ok_or_else(|| ClientError::Protocol(format!("placeholder {num} has no attachment")))?;
                 *value = Value::Array(bytes.iter().map(|b| Value::from(*b)).collect());
             } else {
                 for v in map.values_mut() {
@@ -313,14 +269,8 @@ mod tests {
         assert_eq!(decode_eio("3").unwrap(), EioPacket::Pong);
         assert_eq!(decode_eio("1").unwrap(), EioPacket::Close);
         assert_eq!(decode_eio("6").unwrap(), EioPacket::Noop);
-        assert_eq!(
-            decode_eio("0{\"sid\":\"x\"}").unwrap(),
-            EioPacket::Open("{\"sid\":\"x\"}")
-        );
-        assert_eq!(
-            decode_eio("42[\"a\"]").unwrap(),
-            EioPacket::Message("2[\"a\"]")
-        );
+        assert_eq!(decode_eio("0{\"sid\":\"x\"}").unwrap(), EioPacket::Open("{\"sid\":\"x\"}"));
+        assert_eq!(decode_eio("42[\"a\"]").unwrap(), EioPacket::Message("2[\"a\"]"));
         assert!(decode_eio("").is_err());
         assert!(decode_eio("9").is_err());
         assert!(decode_eio("é").is_err());
@@ -328,10 +278,7 @@ mod tests {
 
     #[test]
     fn socket_io_packets_decode() {
-        assert_eq!(
-            decode_sio("0{\"sid\":\"abc\"}").unwrap(),
-            SioPacket::Connect(json!({"sid": "abc"}))
-        );
+        assert_eq!(decode_sio("0{\"sid\":\"abc\"}").unwrap(), SioPacket::Connect(json!({"sid": "abc"})));
         assert_eq!(decode_sio("0").unwrap(), SioPacket::Connect(Value::Null));
         assert_eq!(
             decode_sio("4{\"message\":\"bad token\"}").unwrap(),
@@ -340,50 +287,21 @@ mod tests {
         assert_eq!(decode_sio("1").unwrap(), SioPacket::Disconnect);
         assert_eq!(
             decode_sio("2[\"recording-saved\",{\"a\":1}]").unwrap(),
-            SioPacket::Event {
-                id: None,
-                args: json!(["recording-saved", {"a": 1}])
-            }
+            SioPacket::Event { id: None, args: json!(["recording-saved", {"a": 1}]) }
         );
-        assert_eq!(
-            decode_sio("27[\"e\"]").unwrap(),
-            SioPacket::Event {
-                id: Some(7),
-                args: json!(["e"])
-            }
-        );
-        assert_eq!(
-            decode_sio("312[{\"ok\":true}]").unwrap(),
-            SioPacket::Ack {
-                id: 12,
-                args: json!([{"ok": true}])
-            }
-        );
+        assert_eq!(decode_sio("27[\"e\"]").unwrap(), SioPacket::Event { id: Some(7), args: json!(["e"]) });
+        assert_eq!(decode_sio("312[{\"ok\":true}]").unwrap(), SioPacket::Ack { id: 12, args: json!([{"ok": true}]) });
         assert!(decode_sio("3[]").is_err(), "an ack needs an id");
         assert_eq!(
             decode_sio("61-4[{\"_placeholder\":true,\"num\":0}]").unwrap(),
-            SioPacket::BinaryAck {
-                attachments: 1,
-                id: 4,
-                args: json!([{"_placeholder": true, "num": 0}])
-            }
+            SioPacket::BinaryAck { attachments: 1, id: 4, args: json!([{"_placeholder": true, "num": 0}]) }
         );
         assert_eq!(
             decode_sio("52-[\"e\",1]").unwrap(),
-            SioPacket::BinaryEvent {
-                attachments: 2,
-                id: None,
-                args: json!(["e", 1])
-            }
+            SioPacket::BinaryEvent { attachments: 2, id: None, args: json!(["e", 1]) }
         );
         // The main namespace may be spelled out.
-        assert_eq!(
-            decode_sio("3/,5[1]").unwrap(),
-            SioPacket::Ack {
-                id: 5,
-                args: json!([1])
-            }
-        );
+        assert_eq!(decode_sio("3/,5[1]").unwrap(), SioPacket::Ack { id: 5, args: json!([1]) });
         assert!(decode_sio("2/admin,[\"e\"]").is_err());
         assert!(decode_sio("2{\"not\":\"array\"}").is_err());
         assert!(decode_sio("5-[\"e\"]").is_err());
@@ -393,10 +311,7 @@ mod tests {
 
     #[test]
     fn events_encode() {
-        assert_eq!(
-            encode_connect(&json!({"token": "t"})),
-            "40{\"token\":\"t\"}"
-        );
+        assert_eq!(encode_connect(&json!({"token": "t"})), "40{\"token\":\"t\"}");
         assert_eq!(encode_connect(&Value::Null), "40");
         assert_eq!(
             encode_event("stop-recording", &json!({"chunks": 2}), None, 0),
@@ -404,18 +319,10 @@ mod tests {
         );
         assert_eq!(encode_event("e", &json!(1), Some(17), 0), "4217[\"e\",1]");
         assert_eq!(
-            encode_event(
-                "append-recording",
-                &json!({"data": placeholder(0)}),
-                Some(3),
-                1
-            ),
+            encode_event("append-recording", &json!({"data": placeholder(0)}), Some(3), 1),
             "451-3[\"append-recording\",{\"data\":{\"_placeholder\":true,\"num\":0}}]"
         );
-        assert_eq!(
-            encode_event("e\"q", &json!(null), None, 0),
-            "42[\"e\\\"q\",null]"
-        );
+        assert_eq!(encode_event("e\"q", &json!(null), None, 0), "42[\"e\\\"q\",null]");
         assert_eq!(encode_event_args("e", &[], Some(0), 0), "420[\"e\"]");
     }
 
@@ -437,16 +344,10 @@ mod tests {
         );
         assert_eq!(bins, vec![Bytes::from_static(&[0, 1, 255])]);
         let encoded = encode_event("append-recording", &json, Some(9), bins.len());
-        assert!(
-            encoded.starts_with("451-9[\"append-recording\",{"),
-            "{encoded}"
-        );
+        assert!(encoded.starts_with("451-9[\"append-recording\",{"), "{encoded}");
 
         // The original end marker keeps `data: null` and has no attachment.
-        let end = AppendChunk {
-            is_final: true,
-            ..Default::default()
-        };
+        let end = AppendChunk { is_final: true, ..Default::default() };
         let (json, bins) = split_chunk(&end).unwrap();
         assert_eq!(json, json!({"data": null, "final": true}));
         assert!(bins.is_empty());
@@ -454,13 +355,8 @@ mod tests {
 
     #[test]
     fn placeholders_fill_with_their_attachment() {
-        let mut v =
-            json!([{"x": {"_placeholder": true, "num": 1}}, {"_placeholder": true, "num": 0}]);
-        fill_placeholders(
-            &mut v,
-            &[Bytes::from_static(b"a"), Bytes::from_static(b"bc")],
-        )
-        .unwrap();
+        let mut v = json!([{"x": {"_placeholder": true, "num": 1}}, {"_placeholder": true, "num": 0}]);
+        fill_placeholders(&mut v, &[Bytes::from_static(b"a"), Bytes::from_static(b"bc")]).unwrap();
         assert_eq!(v, json!([{"x": [98, 99]}, [97]]));
         let mut missing = json!({"_placeholder": true, "num": 2});
         assert!(fill_placeholders(&mut missing, &[]).is_err());

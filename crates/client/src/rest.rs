@@ -19,10 +19,7 @@ impl Api {
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .expect("an HTTP client without TLS always builds");
-        Api {
-            base: base_url.trim_end_matches('/').to_owned(),
-            http,
-        }
+        Api { base: base_url.trim_end_matches('/').to_owned(), http }
     }
 
     /// The base URL, without a trailing slash.
@@ -32,36 +29,19 @@ impl Api {
 
     /// `POST /onboard`.
     pub async fn onboard(&self, name: &str) -> Result<Onboarded, ClientError> {
-        let resp = self
-            .http
-            .post(self.url("/onboard"))
-            .json(&OnboardRequest {
-                name: name.to_owned(),
-            })
-            .send()
-            .await?;
+        let resp = self.http.post(self.url("/onboard")).json(&OnboardRequest { name: name.to_owned() }).send().await?;
         decode(resp).await
     }
 
     /// `GET /profile/:id` with the user's bearer token.
     pub async fn profile(&self, id: Uuid, token: &str) -> Result<User, ClientError> {
-        let resp = self
-            .http
-            .get(self.url(&format!("/profile/{id}")))
-            .bearer_auth(token)
-            .send()
-            .await?;
+        let resp = self.http.get(self.url(&format!("/profile/{id}"))).bearer_auth(token).send().await?;
         decode(resp).await
     }
 
     /// `GET /records/:id` with the user's bearer token.
     pub async fn records(&self, id: Uuid, token: &str) -> Result<Vec<Record>, ClientError> {
-        let resp = self
-            .http
-            .get(self.url(&format!("/records/{id}")))
-            .bearer_auth(token)
-            .send()
-            .await?;
+        let resp = self.http.get(self.url(&format!("/records/{id}"))).bearer_auth(token).send().await?;
         decode(resp).await
     }
 
@@ -99,9 +79,7 @@ impl Api {
             req = req.bearer_auth(token);
         }
         if let Some(body) = body {
-            req = req
-                .header(http::header::CONTENT_TYPE, "application/json")
-                .body(body);
+            req = req.header(http::header::CONTENT_TYPE, "application/json").body(body);
         }
         let resp = req.send().await?;
         let status = resp.status().as_u16();
@@ -109,19 +87,14 @@ impl Api {
         let value = if bytes.is_empty() {
             serde_json::Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
-            })
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         Ok((status, value))
     }
 
     fn url(&self, path: &str) -> String {
-        if path.starts_with('/') {
-            format!("{}{path}", self.base)
-        } else {
-            format!("{}/{path}", self.base)
-        }
+        if path.starts_with('/') { format!("{}{path}", self.base) } else { format!("{}/{path}", self.base) }
     }
 }
 
@@ -132,10 +105,7 @@ async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Clien
         let error = serde_json::from_slice::<ErrorBody>(&bytes)
             .map(|b| b.error)
             .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
-        return Err(ClientError::Http {
-            status: status.as_u16(),
-            error,
-        });
+        return Err(ClientError::Http { status: status.as_u16(), error });
     }
     serde_json::from_slice(&bytes).map_err(|e| {
         ClientError::Protocol(format!(

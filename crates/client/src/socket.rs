@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use audiobook_wire::{
-    AppendAck, AppendChunk, Record, RecordingError, ResumeAck, ResumeRecording, StartAck,
-    StartRecording, StopAck, StopRecording, events,
+    AppendAck, AppendChunk, Record, RecordingError, ResumeAck, ResumeRecording, StartAck, StartRecording, StopAck,
+    StopRecording, events,
 };
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -44,10 +44,7 @@ pub struct ConnectOptions {
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        ConnectOptions {
-            connect_timeout: Duration::from_secs(10),
-            ack_timeout: Duration::from_secs(10),
-        }
+        ConnectOptions { connect_timeout: Duration::from_secs(10), ack_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -84,47 +81,30 @@ impl Socket {
         auth: Value,
         options: ConnectOptions,
     ) -> Result<Socket, ClientError> {
-        tokio::time::timeout(
-            options.connect_timeout,
-            Self::handshake(base_url, auth, options),
-        )
-        .await
-        .map_err(|_| ClientError::Timeout)?
+        tokio::time::timeout(options.connect_timeout, Self::handshake(base_url, auth, options))
+            .await
+            .map_err(|_| ClientError::Timeout)?
     }
 
-    async fn handshake(
-        base_url: &str,
-        auth: Value,
-        options: ConnectOptions,
-    ) -> Result<Socket, ClientError> {
-        let uri: http::Uri = base_url
-            .parse()
-            .map_err(|e| ClientError::Transport(format!("bad base URL {base_url:?}: {e}")))?;
+    async fn handshake(base_url: &str, auth: Value, options: ConnectOptions) -> Result<Socket, ClientError> {
+        let uri: http::Uri =
+            base_url.parse().map_err(|e| ClientError::Transport(format!("bad base URL {base_url:?}: {e}")))?;
         let scheme = uri.scheme_str().unwrap_or("http");
         if scheme != "http" && scheme != "ws" {
-            return Err(ClientError::Transport(format!(
-                "unsupported scheme {scheme:?} (plain http only)"
-            )));
+            return Err(ClientError::Transport(format!("unsupported scheme {scheme:?} (plain http only)")));
         }
-        let host = uri
-            .host()
-            .ok_or_else(|| ClientError::Transport(format!("no host in {base_url:?}")))?;
+        let host = uri.host().ok_or_else(|| ClientError::Transport(format!("no host in {base_url:?}")))?;
         let port = uri.port_u16().unwrap_or(80);
         let prefix = uri.path().trim_end_matches('/');
         let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
         let url = format!("ws://{authority}{prefix}/socket.io/?EIO=4&transport=websocket");
 
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        let tcp = TcpStream::connect((host, port))
-            .await
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let tcp = TcpStream::connect((host, port)).await.map_err(|e| ClientError::Transport(e.to_string()))?;
         tcp.set_nodelay(true).ok();
         // Small buffers: the load program holds thousands of these.
-        let config = WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0);
-        let (mut ws, _) =
-            tokio_tungstenite::client_async_with_config(url.as_str(), tcp, Some(config)).await?;
+        let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
+        let (mut ws, _) = tokio_tungstenite::client_async_with_config(url.as_str(), tcp, Some(config)).await?;
 
         // Engine.IO open.
         let open = loop {
@@ -132,24 +112,18 @@ impl Socket {
                 t if t.starts_with('0') => break t,
                 t if t == "2" => ws.send(Message::text(packet::PONG)).await?,
                 t => {
-                    return Err(ClientError::Protocol(format!(
-                        "expected Engine.IO open, got {t:?}"
-                    )));
+                    return Err(ClientError::Protocol(format!("expected Engine.IO open, got {t:?}")));
                 }
             }
         };
-        let open: Value = serde_json::from_str(&open[1..]).map_err(|e| {
-            ClientError::Protocol(format!("bad Engine.IO open packet {open:?}: {e}"))
-        })?;
+        let open: Value = serde_json::from_str(&open[1..])
+            .map_err(|e| ClientError::Protocol(format!("bad Engine.IO open packet {open:?}: {e}")))?;
         if open.get("sid").is_none() {
-            return Err(ClientError::Protocol(format!(
-                "Engine.IO open without sid: {open}"
-            )));
+            return Err(ClientError::Protocol(format!("Engine.IO open without sid: {open}")));
         }
 
         // Namespace connect.
-        ws.send(Message::text(packet::encode_connect(&auth)))
-            .await?;
+        ws.send(Message::text(packet::encode_connect(&auth))).await?;
         let sid = loop {
             let text = next_text(&mut ws).await?;
             match packet::decode_eio(&text)? {
@@ -158,11 +132,7 @@ impl Socket {
                 EioPacket::Close => return Err(ClientError::Closed),
                 EioPacket::Message(msg) => match packet::decode_sio(msg)? {
                     SioPacket::Connect(v) => {
-                        break v
-                            .get("sid")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned();
+                        break v.get("sid").and_then(Value::as_str).unwrap_or_default().to_owned();
                     }
                     SioPacket::ConnectError(v) => {
                         let message = v
@@ -173,15 +143,11 @@ impl Socket {
                         return Err(ClientError::ConnectRefused(message));
                     }
                     other => {
-                        return Err(ClientError::Protocol(format!(
-                            "expected a connect answer, got {other:?}"
-                        )));
+                        return Err(ClientError::Protocol(format!("expected a connect answer, got {other:?}")));
                     }
                 },
                 other => {
-                    return Err(ClientError::Protocol(format!(
-                        "unexpected {other:?} during connect"
-                    )));
+                    return Err(ClientError::Protocol(format!("unexpected {other:?} during connect")));
                 }
             }
         };
@@ -228,18 +194,14 @@ impl Socket {
     /// `append-recording` with ack; `data` travels as a binary attachment.
     pub async fn append(&self, chunk: &AppendChunk) -> Result<AppendAck, ClientError> {
         let (json, bins) = packet::split_chunk(chunk)?;
-        let ack = self
-            .emit_raw(events::APPEND_RECORDING, json, bins, true)
-            .await?;
+        let ack = self.emit_raw(events::APPEND_RECORDING, json, bins, true).await?;
         parse_ack(events::APPEND_RECORDING, ack)
     }
 
     /// `append-recording` without a callback, as original clients emit it.
     pub async fn append_no_ack(&self, chunk: &AppendChunk) -> Result<(), ClientError> {
         let (json, bins) = packet::split_chunk(chunk)?;
-        self.emit_raw(events::APPEND_RECORDING, json, bins, false)
-            .await
-            .map(|_| ())
+        self.emit_raw(events::APPEND_RECORDING, json, bins, false).await.map(|_| ())
     }
 
     /// `resume-recording` with ack.
@@ -254,9 +216,7 @@ impl Socket {
 
     /// `stop-recording` without a callback (original clients).
     pub async fn stop_no_ack(&self, req: &StopRecording) -> Result<(), ClientError> {
-        self.emit_raw(events::STOP_RECORDING, to_json(req)?, Vec::new(), false)
-            .await
-            .map(|_| ())
+        self.emit_raw(events::STOP_RECORDING, to_json(req)?, Vec::new(), false).await.map(|_| ())
     }
 
     /// Emits `event` with one argument `payload` (which must hold one
@@ -270,8 +230,7 @@ impl Socket {
         attachments: Vec<Bytes>,
         with_ack: bool,
     ) -> Result<Option<Value>, ClientError> {
-        self.emit_args(event, std::slice::from_ref(&payload), attachments, with_ack)
-            .await
+        self.emit_args(event, std::slice::from_ref(&payload), attachments, with_ack).await
     }
 
     /// Like [`Socket::emit_raw`] with any number of arguments (none included).
@@ -310,11 +269,7 @@ impl Socket {
 
     /// Sends one text frame as-is (a whole Engine.IO packet, e.g. `"42[...]"`)
     /// followed by binary frames: for tests of malformed packets.
-    pub async fn send_raw_frames(
-        &self,
-        text: String,
-        binaries: Vec<Bytes>,
-    ) -> Result<(), ClientError> {
+    pub async fn send_raw_frames(&self, text: String, binaries: Vec<Bytes>) -> Result<(), ClientError> {
         self.send_frames(text, binaries).await
     }
 
@@ -338,21 +293,14 @@ impl Socket {
             let (name, payload) = self.next_event(left).await?;
             match name.as_str() {
                 events::RECORDING_SAVED => {
-                    return serde_json::from_value(payload.clone()).map_err(|e| {
-                        ClientError::Protocol(format!(
-                            "bad recording-saved payload ({e}): {payload}"
-                        ))
-                    });
+                    return serde_json::from_value(payload.clone())
+                        .map_err(|e| ClientError::Protocol(format!("bad recording-saved payload ({e}): {payload}")));
                 }
                 events::RECORDING_ERROR => {
-                    return Err(
-                        match serde_json::from_value::<RecordingError>(payload.clone()) {
-                            Ok(err) => ClientError::Recording(err),
-                            Err(e) => ClientError::Protocol(format!(
-                                "bad recording-error payload ({e}): {payload}"
-                            )),
-                        },
-                    );
+                    return Err(match serde_json::from_value::<RecordingError>(payload.clone()) {
+                        Ok(err) => ClientError::Recording(err),
+                        Err(e) => ClientError::Protocol(format!("bad recording-error payload ({e}): {payload}")),
+                    });
                 }
                 _ => {}
             }
@@ -369,10 +317,7 @@ impl Socket {
                 let _ = s.send(Message::Close(None)).await;
             }
         }
-        if tokio::time::timeout(Duration::from_secs(2), &mut self.reader)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(Duration::from_secs(2), &mut self.reader).await.is_err() {
             self.reader.abort();
         }
         drop(self.cut.take());
@@ -386,14 +331,8 @@ impl Socket {
         }
     }
 
-    async fn call<Req: Serialize, Ack: DeserializeOwned>(
-        &self,
-        event: &str,
-        req: &Req,
-    ) -> Result<Ack, ClientError> {
-        let ack = self
-            .emit_raw(event, to_json(req)?, Vec::new(), true)
-            .await?;
+    async fn call<Req: Serialize, Ack: DeserializeOwned>(&self, event: &str, req: &Req) -> Result<Ack, ClientError> {
+        let ack = self.emit_raw(event, to_json(req)?, Vec::new(), true).await?;
         parse_ack(event, ack)
     }
 
@@ -427,10 +366,7 @@ impl Drop for Socket {
 
 impl std::fmt::Debug for Socket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Socket")
-            .field("sid", &self.sid)
-            .field("connected", &self.is_connected())
-            .finish()
+        f.debug_struct("Socket").field("sid", &self.sid).field("connected", &self.is_connected()).finish()
     }
 }
 
@@ -459,9 +395,7 @@ async fn next_text(ws: &mut Ws) -> Result<String, ClientError> {
             Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
             Some(Ok(Message::Close(_))) => return Err(ClientError::Closed),
             Some(Ok(Message::Binary(_))) => {
-                return Err(ClientError::Protocol(
-                    "unexpected binary frame during connect".into(),
-                ));
+                return Err(ClientError::Protocol("unexpected binary frame during connect".into()));
             }
             Some(Ok(_)) => {}
         }
@@ -507,11 +441,7 @@ async fn read_loop(
                     EioPacket::Message(msg) => match packet::decode_sio(msg) {
                         Ok(SioPacket::Event { args, .. }) => dispatch_event(&events, args),
                         Ok(SioPacket::Ack { id, args }) => resolve_ack(&shared, id, args),
-                        Ok(SioPacket::BinaryEvent {
-                            attachments,
-                            id,
-                            args,
-                        }) => {
+                        Ok(SioPacket::BinaryEvent { attachments, id, args }) => {
                             pending = Some(PendingBinary {
                                 ack_id: id,
                                 is_ack: false,
@@ -520,11 +450,7 @@ async fn read_loop(
                                 attachments: Vec::new(),
                             })
                         }
-                        Ok(SioPacket::BinaryAck {
-                            attachments,
-                            id,
-                            args,
-                        }) => {
+                        Ok(SioPacket::BinaryAck { attachments, id, args }) => {
                             pending = Some(PendingBinary {
                                 ack_id: Some(id),
                                 is_ack: true,
@@ -565,11 +491,7 @@ async fn read_loop(
     }
 }
 
-fn finish_binary(
-    shared: &Shared,
-    events: &mpsc::UnboundedSender<(String, Value)>,
-    mut p: PendingBinary,
-) {
+fn finish_binary(shared: &Shared, events: &mpsc::UnboundedSender<(String, Value)>, mut p: PendingBinary) {
     if packet::fill_placeholders(&mut p.args, &p.attachments).is_err() {
         return;
     }
@@ -589,21 +511,12 @@ fn dispatch_event(events: &mpsc::UnboundedSender<(String, Value)>, args: Value) 
     let Value::String(name) = items.remove(0) else {
         return;
     };
-    let payload = if items.is_empty() {
-        Value::Null
-    } else {
-        items.swap_remove(0)
-    };
+    let payload = if items.is_empty() { Value::Null } else { items.swap_remove(0) };
     let _ = events.send((name, payload));
 }
 
 fn resolve_ack(shared: &Shared, id: u64, args: Value) {
-    let waiter = shared
-        .acks
-        .lock()
-        .unwrap()
-        .as_mut()
-        .and_then(|acks| acks.remove(&id));
+    let waiter = shared.acks.lock().unwrap().as_mut().and_then(|acks| acks.remove(&id));
     if let Some(waiter) = waiter {
         let _ = waiter.send(args);
     }

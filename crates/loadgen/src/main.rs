@@ -30,10 +30,7 @@ const MAX_RECORDERS: u64 = 20_000;
 const MAX_TIMEOUT_SECS: u64 = 4 * 3600;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "loadgen",
-    about = "Simulated live recorders against a local AudioBook server; every byte verified."
-)]
+#[command(name = "loadgen", about = "Simulated live recorders against a local AudioBook server; every byte verified.")]
 struct Args {
     /// Base URL of the server (loopback only).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -104,19 +101,12 @@ fn main() -> ExitCode {
 }
 
 fn check(args: &Args) -> Result<(), String> {
-    let uri: http::Uri = args
-        .url
-        .parse()
-        .map_err(|e| format!("--url {:?}: {e}", args.url))?;
-    let host = uri
-        .host()
-        .ok_or_else(|| format!("--url {:?} has no host", args.url))?;
+    let uri: http::Uri = args.url.parse().map_err(|e| format!("--url {:?}: {e}", args.url))?;
+    let host = uri.host().ok_or_else(|| format!("--url {:?} has no host", args.url))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if !loopback {
-        return Err(format!(
-            "--url must be a loopback address (127.0.0.1, ::1, localhost), not {host:?}"
-        ));
+        return Err(format!("--url must be a loopback address (127.0.0.1, ::1, localhost), not {host:?}"));
     }
     if uri.scheme_str() != Some("http") {
         return Err("--url must be plain http://".into());
@@ -128,9 +118,7 @@ fn check(args: &Args) -> Result<(), String> {
         return Err("--drop-fraction must be within 0..=1".into());
     }
     if args.drop_fraction > 0.0 && args.mode == Mode::Original {
-        return Err(
-            "--drop-fraction needs --mode sequenced (the original protocol cannot resume)".into(),
-        );
+        return Err("--drop-fraction needs --mode sequenced (the original protocol cannot resume)".into());
     }
     if args.chunk_bytes == 0 || args.chunk_bytes > 1 << 20 {
         return Err("--chunk-bytes must be 1..=1048576".into());
@@ -141,15 +129,9 @@ fn check(args: &Args) -> Result<(), String> {
         || args.ramp_up_secs.is_nan()
         || args.ramp_up_secs < 0.0
     {
-        return Err(
-            "--interval-ms and --duration-secs must be positive, --ramp-up-secs not negative"
-                .into(),
-        );
+        return Err("--interval-ms and --duration-secs must be positive, --ramp-up-secs not negative".into());
     }
-    if args
-        .timeout_secs
-        .is_some_and(|t| t == 0 || t > MAX_TIMEOUT_SECS)
-    {
+    if args.timeout_secs.is_some_and(|t| t == 0 || t > MAX_TIMEOUT_SECS) {
         return Err(format!("--timeout-secs must be 1..={MAX_TIMEOUT_SECS}"));
     }
     if args.ramp_up_secs + args.duration_secs > MAX_TIMEOUT_SECS as f64 {
@@ -159,19 +141,13 @@ fn check(args: &Args) -> Result<(), String> {
 }
 
 async fn run(args: Args) -> ExitCode {
-    let chunks = ((args.duration_secs * 1000.0) / args.interval_ms as f64)
-        .round()
-        .max(1.0) as u64;
-    let timeout = Duration::from_secs(
-        args.timeout_secs
-            .unwrap_or((args.ramp_up_secs + args.duration_secs).ceil() as u64 + 120),
-    );
+    let chunks = ((args.duration_secs * 1000.0) / args.interval_ms as f64).round().max(1.0) as u64;
+    let timeout =
+        Duration::from_secs(args.timeout_secs.unwrap_or((args.ramp_up_secs + args.duration_secs).ceil() as u64 + 120));
     if let Some(limit) = stats::open_files_limit() {
         let need = args.recorders * 2 + 64;
         if limit < need {
-            eprintln!(
-                "loadgen: warning: open files limit {limit} < {need} needed; raise it with `ulimit -n {need}`"
-            );
+            eprintln!("loadgen: warning: open files limit {limit} < {need} needed; raise it with `ulimit -n {need}`");
         }
     }
     let server_pid = args.server_pid.map(|p| p.to_string());
@@ -217,31 +193,19 @@ async fn run(args: Args) -> ExitCode {
     let mut tasks = Vec::with_capacity(args.recorders as usize);
     for index in 0..args.recorders {
         let drop_at = drop_point(args.seed, index, args.drop_fraction, chunks);
-        let recorder = Recorder {
-            plan: plan.clone(),
-            index,
-            drop_at,
-        };
-        let offset =
-            Duration::from_secs_f64(args.ramp_up_secs * index as f64 / args.recorders as f64);
+        let recorder = Recorder { plan: plan.clone(), index, drop_at };
+        let offset = Duration::from_secs_f64(args.ramp_up_secs * index as f64 / args.recorders as f64);
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(started + offset).await;
-            recorder
-                .plan
-                .progress
-                .started
-                .fetch_add(1, Ordering::Relaxed);
+            recorder.plan.progress.started.fetch_add(1, Ordering::Relaxed);
             let mut out = Outcome::default();
             let result = match tokio::time::timeout_at(deadline, recorder.run(&mut out)).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(Some(e)),
                 Err(_) => Err(None),
             };
-            let counter = if result.is_ok() {
-                &recorder.plan.progress.finished
-            } else {
-                &recorder.plan.progress.failed
-            };
+            let counter =
+                if result.is_ok() { &recorder.plan.progress.finished } else { &recorder.plan.progress.failed };
             counter.fetch_add(1, Ordering::Relaxed);
             (index, result, out)
         }));
@@ -306,9 +270,7 @@ async fn run(args: Args) -> ExitCode {
             Ok(r) => r,
             Err(e) => {
                 failed += 1;
-                *reasons
-                    .entry(format!("recorder task panicked: {e}"))
-                    .or_default() = (1, 0);
+                *reasons.entry(format!("recorder task panicked: {e}")).or_default() = (1, 0);
                 continue;
             }
         };
@@ -339,9 +301,7 @@ async fn run(args: Args) -> ExitCode {
 
     let server_end = server_pid.as_deref().and_then(stats::read_proc);
     let self_end = stats::read_proc("self");
-    let run_peak_kb = PEAK_RSS_KB
-        .load(Ordering::Relaxed)
-        .max(server_end.map_or(0, |r| r.rss_kb));
+    let run_peak_kb = PEAK_RSS_KB.load(Ordering::Relaxed).max(server_end.map_or(0, |r| r.rss_kb));
     let server_cpu = match (server_start, server_end) {
         (Some(a), Some(b)) => Some(b.cpu_secs - a.cpu_secs),
         _ => None,
@@ -369,11 +329,7 @@ async fn run(args: Args) -> ExitCode {
         );
     }
     if let (Some(a), Some(b)) = (self_start, self_end) {
-        println!(
-            "loadgen: peak RSS {:.0} MB, CPU {:.1} s",
-            mb(b.hwm_kb),
-            b.cpu_secs - a.cpu_secs
-        );
+        println!("loadgen: peak RSS {:.0} MB, CPU {:.1} s", mb(b.hwm_kb), b.cpu_secs - a.cpu_secs);
     }
     let mut reasons: Vec<_> = reasons.into_iter().collect();
     reasons.sort_by_key(|r| std::cmp::Reverse(r.1.0));

@@ -16,8 +16,7 @@ fn splitmix(state: &mut u64) -> u64 {
 
 /// The bytes of chunk `k` (length `len`) of recorder `recorder`.
 pub fn chunk(seed: u64, recorder: u64, k: u64, len: usize) -> Bytes {
-    let mut state =
-        seed ^ recorder.wrapping_mul(0xA24B_AED4_963E_E407) ^ k.wrapping_mul(0x9FB2_1C65_1E98_DF25);
+    let mut state = seed ^ recorder.wrapping_mul(0xA24B_AED4_963E_E407) ^ k.wrapping_mul(0x9FB2_1C65_1E98_DF25);
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
         let word = splitmix(&mut state).to_le_bytes();
@@ -34,30 +33,17 @@ pub fn chunk(seed: u64, recorder: u64, k: u64, len: usize) -> Bytes {
 
 /// Compares `body` with chunks `0..chunks` of the take; returns the offset of
 /// the first differing byte, or of the end of the shorter one.
-pub fn first_mismatch(
-    body: &[u8],
-    seed: u64,
-    recorder: u64,
-    chunks: u64,
-    len: usize,
-) -> Option<usize> {
+pub fn first_mismatch(body: &[u8], seed: u64, recorder: u64, chunks: u64, len: usize) -> Option<usize> {
     let mut offset = 0;
     for k in 0..chunks {
         let expected = chunk(seed, recorder, k, len);
         let Some(got) = body.get(offset..offset + len) else {
             let common = body.len().saturating_sub(offset);
-            let at = expected[..common]
-                .iter()
-                .zip(&body[offset..])
-                .position(|(a, b)| a != b);
+            let at = expected[..common].iter().zip(&body[offset..]).position(|(a, b)| a != b);
             return Some(offset + at.unwrap_or(common));
         };
         if got != &expected[..] {
-            let at = expected
-                .iter()
-                .zip(got)
-                .position(|(a, b)| a != b)
-                .unwrap_or(0);
+            let at = expected.iter().zip(got).position(|(a, b)| a != b).unwrap_or(0);
             return Some(offset + at);
         }
         offset += len;

@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use audiobook_client::{Api, ConnectOptions, Socket};
 use audiobook_wire::{
-    AppendAck, AppendChunk, Record, RecordStatus, ResumeAck, ResumeRecording, StartRecording,
-    StopAck, StopRecording,
+    AppendAck, AppendChunk, Record, RecordStatus, ResumeAck, ResumeRecording, StartRecording, StopAck, StopRecording,
 };
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -85,11 +84,7 @@ impl Recorder {
     pub async fn run(&self, out: &mut Outcome) -> Result<(), Fail> {
         let plan = &*self.plan;
         out.stage = "onboard";
-        let user = plan
-            .api
-            .onboard(&format!("lg{}", self.index))
-            .await
-            .map_err(|e| err("onboard", e))?;
+        let user = plan.api.onboard(&format!("lg{}", self.index)).await.map_err(|e| err("onboard", e))?;
         out.stage = "connect";
         let socket = self.connect(&user.token).await?;
         plan.progress.streaming.fetch_add(1, Ordering::Relaxed);
@@ -104,67 +99,36 @@ impl Recorder {
     }
 
     async fn connect(&self, token: &str) -> Result<Socket, Fail> {
-        let options = ConnectOptions {
-            ack_timeout: self.plan.ack_timeout,
-            ..Default::default()
-        };
-        Socket::connect_with_options(
-            &self.plan.url,
-            serde_json::json!({ "token": token }),
-            options,
-        )
-        .await
-        .map_err(|e| err("connect", e))
+        let options = ConnectOptions { ack_timeout: self.plan.ack_timeout, ..Default::default() };
+        Socket::connect_with_options(&self.plan.url, serde_json::json!({ "token": token }), options)
+            .await
+            .map_err(|e| err("connect", e))
     }
 
     fn chunk(&self, k: u64) -> bytes::Bytes {
         payload::chunk(self.plan.seed, self.index, k, self.plan.chunk_bytes)
     }
 
-    async fn original(
-        &self,
-        socket: Socket,
-        user_id: Uuid,
-        out: &mut Outcome,
-    ) -> Result<Record, Fail> {
+    async fn original(&self, socket: Socket, user_id: Uuid, out: &mut Outcome) -> Result<Record, Fail> {
         let plan = &*self.plan;
         out.stage = "stream";
         let t0 = Instant::now();
         for k in 0..plan.chunks {
             tokio::time::sleep_until(t0 + plan.interval * k as u32).await;
-            let chunk = AppendChunk {
-                data: Some(self.chunk(k)),
-                ..Default::default()
-            };
-            socket
-                .append_no_ack(&chunk)
-                .await
-                .map_err(|e| err("append", e))?;
+            let chunk = AppendChunk { data: Some(self.chunk(k)), ..Default::default() };
+            socket.append_no_ack(&chunk).await.map_err(|e| err("append", e))?;
             out.bytes_sent += plan.chunk_bytes as u64;
             plan.progress.chunks_sent.fetch_add(1, Ordering::Relaxed);
         }
-        let end = AppendChunk {
-            data: None,
-            is_final: true,
-            ..Default::default()
-        };
-        socket
-            .append_no_ack(&end)
-            .await
-            .map_err(|e| err("final chunk", e))?;
+        let end = AppendChunk { data: None, is_final: true, ..Default::default() };
+        socket.append_no_ack(&end).await.map_err(|e| err("final chunk", e))?;
         out.stage = "stop";
         let stopped_at = Instant::now();
         socket
-            .stop_no_ack(&StopRecording {
-                user_id: Some(user_id),
-                ..Default::default()
-            })
+            .stop_no_ack(&StopRecording { user_id: Some(user_id), ..Default::default() })
             .await
             .map_err(|e| err("stop", e))?;
-        let record = socket
-            .wait_for_saved(plan.saved_timeout)
-            .await
-            .map_err(|e| err("recording-saved", e))?;
+        let record = socket.wait_for_saved(plan.saved_timeout).await.map_err(|e| err("recording-saved", e))?;
         out.stop_to_saved = Some(stopped_at.elapsed());
         socket.disconnect().await;
         Ok(record)
@@ -181,27 +145,14 @@ impl Recorder {
         out.stage = "start";
         let name = format!("loadgen {}", self.index);
         let start = socket
-            .start(&StartRecording {
-                mime_type: plan.mime_type.clone(),
-                name: Some(name),
-            })
+            .start(&StartRecording { mime_type: plan.mime_type.clone(), name: Some(name) })
             .await
             .map_err(|e| err("start-recording", e))?;
         let rid = start.recording_id;
         out.stage = "stream";
         let t0 = Instant::now();
         let first_end = self.drop_at.unwrap_or(plan.chunks).min(plan.chunks);
-        self.stream(
-            &socket,
-            rid,
-            t0,
-            0,
-            first_end,
-            0,
-            self.drop_at.is_none(),
-            out,
-        )
-        .await?;
+        self.stream(&socket, rid, t0, 0, first_end, 0, self.drop_at.is_none(), out).await?;
 
         if self.drop_at.is_some() {
             // Network loss with acks in flight, then reconnect and resume.
@@ -217,30 +168,14 @@ impl Recorder {
                 Err(e) => return Err(err("resume-recording", e)),
             };
             if next_seq > first_end {
-                return Err(format!(
-                    "resume-recording: next_seq {next_seq} is beyond the {first_end} chunks sent"
-                ));
+                return Err(format!("resume-recording: next_seq {next_seq} is beyond the {first_end} chunks sent"));
             }
             out.stage = "stream after resume";
-            self.stream(
-                &socket,
-                rid,
-                t0,
-                next_seq,
-                plan.chunks,
-                first_end,
-                true,
-                out,
-            )
-            .await?;
+            self.stream(&socket, rid, t0, next_seq, plan.chunks, first_end, true, out).await?;
         }
 
         out.stage = "stop";
-        let stop = StopRecording {
-            user_id: Some(user_id),
-            recording_id: Some(rid),
-            chunks: Some(plan.chunks),
-        };
+        let stop = StopRecording { user_id: Some(user_id), recording_id: Some(rid), chunks: Some(plan.chunks) };
         let stopped_at = Instant::now();
         let saved = async {
             let r = socket.wait_for_saved(plan.saved_timeout).await;
@@ -255,10 +190,7 @@ impl Recorder {
         let record = saved.map_err(|e| err("recording-saved", e))?;
         out.stop_to_saved = Some(latency);
         if record.id != rid {
-            return Err(format!(
-                "recording-saved names {} instead of {rid}",
-                record.id
-            ));
+            return Err(format!("recording-saved names {} instead of {rid}", record.id));
         }
         socket.disconnect().await;
         Ok(record)
@@ -332,17 +264,11 @@ impl Recorder {
         if record.status == RecordStatus::Interrupted {
             return Err(format!("recording {} saved as interrupted", record.id));
         }
-        let (status, _, body) = plan
-            .api
-            .get_bytes(&record.link, None)
-            .await
-            .map_err(|e| err("fetch link", e))?;
+        let (status, _, body) = plan.api.get_bytes(&record.link, None).await.map_err(|e| err("fetch link", e))?;
         if status != 200 {
             return Err(format!("fetch link: HTTP {status} for {}", record.link));
         }
-        if let Some(at) =
-            payload::first_mismatch(&body, plan.seed, self.index, plan.chunks, plan.chunk_bytes)
-        {
+        if let Some(at) = payload::first_mismatch(&body, plan.seed, self.index, plan.chunks, plan.chunk_bytes) {
             out.mismatch = true;
             out.bytes_verified = at as u64;
             return Err(format!(
@@ -353,10 +279,7 @@ impl Recorder {
         }
         out.bytes_verified = body.len() as u64;
         if record.size_bytes != expected {
-            return Err(format!(
-                "verify: size_bytes {} in the record, {expected} sent",
-                record.size_bytes
-            ));
+            return Err(format!("verify: size_bytes {} in the record, {expected} sent", record.size_bytes));
         }
         Ok(())
     }

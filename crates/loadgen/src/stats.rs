@@ -79,11 +79,7 @@ pub fn read_proc(pid: &str) -> Option<ProcReading> {
     let fields: Vec<&str> = after.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the name.
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ProcReading {
-        rss_kb: field("VmRSS:"),
-        hwm_kb: field("VmHWM:"),
-        cpu_secs: ticks as f64 / 100.0,
-    })
+    Some(ProcReading { rss_kb: field("VmRSS:"), hwm_kb: field("VmHWM:"), cpu_secs: ticks as f64 / 100.0 })
 }
 
 /// The soft limit on open files of this process, if readable.

@@ -7,19 +7,14 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::time::Instant;
 
-const FIXTURE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/data/mediarecorder-opus-20s.webm"
-);
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/mediarecorder-opus-20s.webm");
 /// The fixture's layout (see tests/data/README.md): clusters start at 146, each has an
 /// unknown 8-byte size, then its Timecode, then SimpleBlocks.
 const FIRST_CLUSTER: usize = 146;
 const FIXTURE_MS: u64 = 19_980;
 
 fn main() {
-    let minutes: u64 = std::env::args()
-        .nth(1)
-        .map_or(120, |m| m.parse().expect("minutes"));
+    let minutes: u64 = std::env::args().nth(1).map_or(120, |m| m.parse().expect("minutes"));
     let src = std::fs::read(FIXTURE).expect("fixture");
     let clusters = split_clusters(&src[FIRST_CLUSTER..]);
 
@@ -35,13 +30,9 @@ fn main() {
     for rep in 0..reps {
         for &(timecode, rest) in &clusters {
             // Cluster ID, unknown size, a new Timecode (8 bytes wide), the original blocks.
-            w.write_all(&[
-                0x1F, 0x43, 0xB6, 0x75, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-            ])
-            .unwrap();
+            w.write_all(&[0x1F, 0x43, 0xB6, 0x75, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]).unwrap();
             w.write_all(&[0xE7, 0x88]).unwrap();
-            w.write_all(&(timecode + rep * FIXTURE_MS).to_be_bytes())
-                .unwrap();
+            w.write_all(&(timecode + rep * FIXTURE_MS).to_be_bytes()).unwrap();
             w.write_all(rest).unwrap();
         }
     }
@@ -59,10 +50,7 @@ fn main() {
     let t = Instant::now();
     let report = audiobook_media::fix_webm_file(&input, &output).expect("fix");
     let elapsed = t.elapsed();
-    println!(
-        "fix_webm_file: {elapsed:.2?} ({:.0} MB/s)",
-        in_len as f64 / 1e6 / elapsed.as_secs_f64()
-    );
+    println!("fix_webm_file: {elapsed:.2?} ({:.0} MB/s)", in_len as f64 / 1e6 / elapsed.as_secs_f64());
     println!("{report:?}");
     println!("VmHWM after fixing: {}", vm_hwm());
     assert_eq!(report.duration_ms, reps * FIXTURE_MS);
@@ -78,9 +66,7 @@ fn split_clusters(mut data: &[u8]) -> Vec<(u64, &[u8])> {
         // The next cluster starts at the next cluster ID after a whole SimpleBlock.
         assert_eq!(body[0], 0xE7);
         let tc_len = (body[1] & 0x7F) as usize;
-        let timecode = body[2..2 + tc_len]
-            .iter()
-            .fold(0u64, |a, &b| (a << 8) | b as u64);
+        let timecode = body[2..2 + tc_len].iter().fold(0u64, |a, &b| (a << 8) | b as u64);
         let mut p = 2 + tc_len;
         while p < body.len() && body[p] == 0xA3 {
             let first = body[p + 1];
@@ -102,7 +88,5 @@ fn vm_hwm() -> String {
         .unwrap_or_default()
         .lines()
         .find(|l| l.starts_with("VmHWM"))
-        .map_or("unknown".into(), |l| {
-            l.trim_start_matches("VmHWM:").trim().to_owned()
-        })
+        .map_or("unknown".into(), |l| l.trim_start_matches("VmHWM:").trim().to_owned())
 }

@@ -45,10 +45,7 @@ pub const CRC32: u32 = 0xBF;
 /// IDs that may only appear as children of the Segment. An unknown-size Cluster ends where
 /// one of these (or a new EBML header / Segment) starts.
 pub fn is_top_level(id: u32) -> bool {
-    matches!(
-        id,
-        SEEK_HEAD | INFO | TRACKS | CLUSTER | CUES | CHAPTERS | TAGS | ATTACHMENTS | EBML | SEGMENT
-    )
+    matches!(id, SEEK_HEAD | INFO | TRACKS | CLUSTER | CUES | CHAPTERS | TAGS | ATTACHMENTS | EBML | SEGMENT)
 }
 
 /// Why reading stopped. `Eof` is kept apart from I/O errors: at the end of the input it
@@ -62,11 +59,7 @@ pub enum ReadError {
 
 impl From<io::Error> for ReadError {
     fn from(e: io::Error) -> Self {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            ReadError::Eof
-        } else {
-            ReadError::Io(e)
-        }
+        if e.kind() == io::ErrorKind::UnexpectedEof { ReadError::Eof } else { ReadError::Io(e) }
     }
 }
 
@@ -113,11 +106,7 @@ impl<R: Read + Seek> SeekSource<R> {
     pub fn new(mut inner: R) -> io::Result<Self> {
         let len = inner.seek(SeekFrom::End(0))?;
         inner.seek(SeekFrom::Start(0))?;
-        Ok(SeekSource {
-            inner: BufReader::with_capacity(64 * 1024, inner),
-            pos: 0,
-            len,
-        })
+        Ok(SeekSource { inner: BufReader::with_capacity(64 * 1024, inner), pos: 0, len })
     }
 
     pub fn len(&self) -> u64 {
@@ -138,10 +127,7 @@ impl<R: Read + Seek> SeekSource<R> {
         let copied = io::copy(&mut (&mut self.inner).take(n), out)?;
         self.pos += copied;
         if copied != n {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "input shrank between the two passes",
-            ));
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "input shrank between the two passes"));
         }
         Ok(())
     }
@@ -187,10 +173,7 @@ pub struct StreamSource<R: Read> {
 
 impl<R: Read> StreamSource<R> {
     pub fn new(inner: R) -> Self {
-        StreamSource {
-            inner: BufReader::with_capacity(64 * 1024, inner),
-            pos: 0,
-        }
+        StreamSource { inner: BufReader::with_capacity(64 * 1024, inner), pos: 0 }
     }
 }
 
@@ -273,14 +256,7 @@ pub fn read_header<S: Source>(src: &mut S) -> ReadResult<Option<Header>> {
     }
     let size_pos = src.pos();
     let (size, size_len) = read_vint(src)?;
-    Ok(Some(Header {
-        id,
-        start,
-        size_pos,
-        size_len,
-        data_start: src.pos(),
-        size,
-    }))
+    Ok(Some(Header { id, start, size_pos, size_len, data_start: src.pos(), size }))
 }
 
 /// Reads a variable-length size: (value, width). `None` value means "unknown size".
@@ -345,17 +321,13 @@ pub fn children(body: &[u8]) -> ReadResult<Children<'_>> {
         if first == 0 || id_len > 4 || pos + id_len > body.len() {
             return malformed("invalid child element ID");
         }
-        let id = body[pos..pos + id_len]
-            .iter()
-            .fold(0u32, |acc, &x| (acc << 8) | x as u32);
+        let id = body[pos..pos + id_len].iter().fold(0u32, |acc, &x| (acc << 8) | x as u32);
         pos += id_len;
         let Some((size, size_len)) = vint_from_slice(&body[pos..]) else {
             return malformed("invalid child element size");
         };
         pos += size_len;
-        let end = pos
-            .checked_add(size as usize)
-            .filter(|&e| e <= body.len() && size < (1 << 56) - 1);
+        let end = pos.checked_add(size as usize).filter(|&e| e <= body.len() && size < (1 << 56) - 1);
         let Some(end) = end else {
             return malformed("child element larger than its parent");
         };
@@ -388,9 +360,7 @@ pub fn encode_size(value: u64, width: u8) -> [u8; 8] {
 
 /// Smallest width that can hold `value` as a known size.
 pub fn size_width(value: u64) -> u8 {
-    (1..=8u8)
-        .find(|&w| value < (1u64 << (7 * w as u32)) - 1)
-        .unwrap_or(8)
+    (1..=8u8).find(|&w| value < (1u64 << (7 * w as u32)) - 1).unwrap_or(8)
 }
 
 pub fn write_size<W: Write>(out: &mut W, value: u64, width: u8) -> io::Result<()> {
@@ -411,14 +381,7 @@ mod tests {
 
     #[test]
     fn vint_round_trip() {
-        for (v, w) in [
-            (0u64, 1u8),
-            (126, 1),
-            (127, 2),
-            (300, 2),
-            (1 << 40, 6),
-            (1 << 50, 8),
-        ] {
+        for (v, w) in [(0u64, 1u8), (126, 1), (127, 2), (300, 2), (1 << 40, 6), (1 << 50, 8)] {
             assert_eq!(size_width(v), w);
             let enc = encode_size(v, w);
             let mut src = StreamSource::new(&enc[..w as usize]);
@@ -430,9 +393,7 @@ mod tests {
 
     #[test]
     fn header_of_cluster() {
-        let bytes = [
-            0x1F, 0x43, 0xB6, 0x75, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-        ];
+        let bytes = [0x1F, 0x43, 0xB6, 0x75, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
         let mut src = StreamSource::new(&bytes[..]);
         let h = read_header(&mut src).unwrap().unwrap();
         assert_eq!(h.id, CLUSTER);

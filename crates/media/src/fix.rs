@@ -68,10 +68,7 @@ pub fn fix_webm<R: Read + Seek, W: Write>(input: R, output: W) -> Result<FixRepo
     let info = build_info(&scan, duration_ns as f64 / scan.timecode_scale as f64);
     let layout = Layout::new(&scan, info.len() as u64);
 
-    let mut out = CountingWriter {
-        inner: BufWriter::with_capacity(64 * 1024, output),
-        count: 0,
-    };
+    let mut out = CountingWriter { inner: BufWriter::with_capacity(64 * 1024, output), count: 0 };
     src.seek_to(0)?;
     src.copy_to(scan.ebml_header_end, &mut out)?;
     ebml::write_id(&mut out, ebml::SEGMENT)?;
@@ -85,14 +82,7 @@ pub fn fix_webm<R: Read + Seek, W: Write>(input: R, output: W) -> Result<FixRepo
                 src.seek_to(start)?;
                 src.copy_to(end - start, &mut out)?;
             }
-            Item::Cluster {
-                start,
-                end,
-                size_pos,
-                size_len,
-                new_size,
-                ..
-            } => {
+            Item::Cluster { start, end, size_pos, size_len, new_size, .. } => {
                 if !cues_written {
                     write_cues(&mut out, &layout.cues, cue_track(&scan.tracks))?;
                     cues_written = true;
@@ -111,9 +101,7 @@ pub fn fix_webm<R: Read + Seek, W: Write>(input: R, output: W) -> Result<FixRepo
     let expected = scan.ebml_header_end + MASTER_HEADER_LEN + layout.segment_size;
     if out.count != expected {
         // A bug in the layout arithmetic, not a property of the input.
-        return Err(
-            io::Error::other(format!("wrote {} bytes, planned {expected}", out.count)).into(),
-        );
+        return Err(io::Error::other(format!("wrote {} bytes, planned {expected}", out.count)).into());
     }
 
     Ok(FixReport {
@@ -130,11 +118,7 @@ pub fn fix_webm<R: Read + Seek, W: Write>(input: R, output: W) -> Result<FixRepo
 /// On error the output file is removed. `input` and `output` must be different files.
 pub fn fix_webm_file(input: &Path, output: &Path) -> Result<FixReport, MediaError> {
     if output.exists() && fs::canonicalize(input)? == fs::canonicalize(output)? {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "input and output are the same file",
-        )
-        .into());
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "input and output are the same file").into());
     }
     let input = File::open(input)?;
     let mut out = File::create(output)?;
@@ -161,22 +145,9 @@ struct Layout {
 
 impl Layout {
     fn new(scan: &Scan, info_len: u64) -> Layout {
-        let clusters = scan
-            .items
-            .iter()
-            .filter(|i| matches!(i, Item::Cluster { .. }))
-            .count() as u64;
-        let cues_len = if clusters > 0 {
-            MASTER_HEADER_LEN + CUE_POINT_LEN * clusters
-        } else {
-            0
-        };
-        let indexed = |id| {
-            matches!(
-                id,
-                ebml::TRACKS | ebml::TAGS | ebml::CHAPTERS | ebml::ATTACHMENTS
-            )
-        };
+        let clusters = scan.items.iter().filter(|i| matches!(i, Item::Cluster { .. })).count() as u64;
+        let cues_len = if clusters > 0 { MASTER_HEADER_LEN + CUE_POINT_LEN * clusters } else { 0 };
+        let indexed = |id| matches!(id, ebml::TRACKS | ebml::TAGS | ebml::CHAPTERS | ebml::ATTACHMENTS);
         let seek_count = scan
             .items
             .iter()
@@ -203,12 +174,7 @@ impl Layout {
                     }
                     pos += end - start;
                 }
-                Item::Cluster {
-                    start,
-                    end,
-                    timecode,
-                    ..
-                } => {
+                Item::Cluster { start, end, timecode, .. } => {
                     if cues.is_empty() {
                         seeks.push((ebml::CUES, pos));
                         pos += cues_len;
@@ -218,11 +184,7 @@ impl Layout {
                 }
             }
         }
-        Layout {
-            segment_size: pos,
-            seeks,
-            cues,
-        }
+        Layout { segment_size: pos, seeks, cues }
     }
 }
 
@@ -272,11 +234,7 @@ fn write_cues<W: Write>(out: &mut W, cues: &[(u64, u64)], track: u64) -> io::Res
 
 /// The track the cues point at: the first audio track (TrackType 2), else the first track.
 fn cue_track(tracks: &[TrackMeta]) -> u64 {
-    tracks
-        .iter()
-        .find(|t| t.kind == 2)
-        .or(tracks.first())
-        .map_or(1, |t| t.number)
+    tracks.iter().find(|t| t.kind == 2).or(tracks.first()).map_or(1, |t| t.number)
 }
 
 /// The last two block times of each track and the first bytes of the last block: enough to
@@ -322,17 +280,12 @@ impl TrackEnds {
         self.0
             .iter()
             .map(|t| {
-                let opus = tracks
-                    .iter()
-                    .any(|m| m.number == t.track && m.codec == "A_OPUS");
+                let opus = tracks.iter().any(|m| m.number == t.track && m.codec == "A_OPUS");
                 let len_ns = t
                     .duration
                     .map(|d| d as i128 * scale)
                     .or_else(|| {
-                        (opus && !t.laced)
-                            .then(|| opus::packet_duration_ns(&t.head))
-                            .flatten()
-                            .map(|ns| ns as i128)
+                        (opus && !t.laced).then(|| opus::packet_duration_ns(&t.head)).flatten().map(|ns| ns as i128)
                     })
                     .or_else(|| t.prev.map(|p| (t.last as i128 - p as i128).max(0) * scale))
                     .unwrap_or(0);

@@ -29,14 +29,9 @@ pub fn mp4_duration_ms<R: Read + Seek>(mut input: R) -> Option<u64> {
         (scale > 0 && units > 0 && units != u64::MAX && units != u32::MAX as u64)
             .then(|| ((units as u128 * 1000 + scale as u128 / 2) / scale as u128) as u64)
     };
-    ms(info.movie_duration, info.movie_timescale)
-        .or_else(|| ms(info.fragment_duration, info.movie_timescale))
-        .or_else(|| {
-            info.fragment_sums
-                .iter()
-                .filter_map(|(track, &sum)| ms(sum, *info.track_timescale.get(track)?))
-                .max()
-        })
+    ms(info.movie_duration, info.movie_timescale).or_else(|| ms(info.fragment_duration, info.movie_timescale)).or_else(
+        || info.fragment_sums.iter().filter_map(|(track, &sum)| ms(sum, *info.track_timescale.get(track)?)).max(),
+    )
 }
 
 #[derive(Default)]
@@ -81,11 +76,7 @@ fn read_box<R: Read + Seek>(r: &mut R, pos: u64, end: u64) -> Option<Mp4Box> {
     if size < header || pos.checked_add(size)? > end {
         return None;
     }
-    Some(Mp4Box {
-        kind,
-        data_start: pos + header,
-        end: pos + size,
-    })
+    Some(Mp4Box { kind, data_start: pos + header, end: pos + size })
 }
 
 /// The child boxes of [start, end); `None` if any header is damaged.
@@ -132,10 +123,7 @@ fn parse_moov<R: Read + Seek>(r: &mut R, moov: &Mp4Box, info: &mut Mp4Info) -> O
     let children = boxes(r, moov.data_start, moov.end)?;
     for b in children {
         match &b.kind {
-            b"mvhd" => {
-                (info.movie_timescale, info.movie_duration) =
-                    header_times(&read_body(r, &b, 4096)?)?
-            }
+            b"mvhd" => (info.movie_timescale, info.movie_duration) = header_times(&read_body(r, &b, 4096)?)?,
             b"trak" => parse_trak(r, &b, info)?,
             b"mvex" => {
                 let kids = boxes(r, b.data_start, b.end)?;
@@ -167,11 +155,7 @@ fn parse_trak<R: Read + Seek>(r: &mut R, trak: &Mp4Box, info: &mut Mp4Info) -> O
             b"tkhd" => {
                 let body = read_body(r, &b, 4096)?;
                 // track_ID follows creation and modification times (4 or 8 bytes each).
-                track_id = Some(if body[0] == 1 {
-                    be32(&body, 20)?
-                } else {
-                    be32(&body, 12)?
-                });
+                track_id = Some(if body[0] == 1 { be32(&body, 20)? } else { be32(&body, 12)? });
             }
             b"mdia" => {
                 let mdia = boxes(r, b.data_start, b.end)?;
@@ -212,24 +196,16 @@ fn parse_moof<R: Read + Seek>(r: &mut R, moof: &Mp4Box, info: &mut Mp4Info) -> O
                     if flags & 0x2 != 0 {
                         at += 4;
                     }
-                    default = if flags & 0x8 != 0 {
-                        Some(be32(&body, at)?)
-                    } else {
-                        info.trex_default.get(&id).copied()
-                    };
+                    default =
+                        if flags & 0x8 != 0 { Some(be32(&body, at)?) } else { info.trex_default.get(&id).copied() };
                 }
                 b"trun" => {
                     let id = track?;
                     let body = read_body(r, &k, 64 << 20)?;
                     let flags = be32(&body, 0)? & 0x00FF_FFFF;
                     let count = be32(&body, 4)? as usize;
-                    let mut at =
-                        8 + 4 * ((flags & 0x1 != 0) as usize + (flags & 0x4 != 0) as usize);
-                    let per_sample = [0x100, 0x200, 0x400, 0x800]
-                        .iter()
-                        .filter(|&&f| flags & f != 0)
-                        .count()
-                        * 4;
+                    let mut at = 8 + 4 * ((flags & 0x1 != 0) as usize + (flags & 0x4 != 0) as usize);
+                    let per_sample = [0x100, 0x200, 0x400, 0x800].iter().filter(|&&f| flags & f != 0).count() * 4;
                     let sum: u64 = if flags & 0x100 != 0 {
                         let mut s = 0u64;
                         for _ in 0..count {

@@ -52,14 +52,7 @@ pub enum Item {
     Copy { id: u32, start: u64, end: u64 },
     /// Copied verbatim, except that a known-size cluster cut off by the end of the input gets
     /// its size field rewritten (same width) to cover the complete children kept.
-    Cluster {
-        start: u64,
-        end: u64,
-        timecode: u64,
-        size_pos: u64,
-        size_len: u8,
-        new_size: Option<u64>,
-    },
+    Cluster { start: u64, end: u64, timecode: u64, size_pos: u64, size_len: u8, new_size: Option<u64> },
 }
 
 #[derive(Debug)]
@@ -164,9 +157,7 @@ pub fn scan<S: Source>(
                 }
             }
             ebml::EBML | ebml::SEGMENT => {
-                return Err(bad(
-                    "more than one Segment (chained files are not supported)",
-                ));
+                return Err(bad("more than one Segment (chained files are not supported)"));
             }
             id => {
                 let Some(size) = h.size else {
@@ -195,20 +186,12 @@ pub fn scan<S: Source>(
                     }
                     ebml::TRACKS => {
                         parse_tracks(&body.unwrap_or_default(), &mut scan.tracks)?;
-                        scan.items.push(Item::Copy {
-                            id,
-                            start: h.start,
-                            end: h.data_start + size,
-                        });
+                        scan.items.push(Item::Copy { id, start: h.start, end: h.data_start + size });
                     }
                     // Rebuilt (SeekHead, Cues) or dropped (Void, CRC-32): their positions and
                     // checksums would be wrong once Info grows.
                     ebml::SEEK_HEAD | ebml::CUES | ebml::VOID | ebml::CRC32 => {}
-                    _ => scan.items.push(Item::Copy {
-                        id,
-                        start: h.start,
-                        end: h.data_start + size,
-                    }),
+                    _ => scan.items.push(Item::Copy { id, start: h.start, end: h.data_start + size }),
                 }
             }
         }
@@ -233,14 +216,7 @@ fn bad(msg: impl Into<String>) -> MediaError {
 }
 
 fn cluster_item(h: &Header, end: u64, timecode: u64, new_size: Option<u64>) -> Item {
-    Item::Cluster {
-        start: h.start,
-        end,
-        timecode,
-        size_pos: h.size_pos,
-        size_len: h.size_len,
-        new_size,
-    }
+    Item::Cluster { start: h.start, end, timecode, size_pos: h.size_pos, size_len: h.size_len, new_size }
 }
 
 fn read_ebml_header<S: Source>(src: &mut S) -> Result<u64, MediaError> {
@@ -252,21 +228,12 @@ fn read_ebml_header<S: Source>(src: &mut S) -> Result<u64, MediaError> {
     if h.id != ebml::EBML {
         return Err(bad("no EBML header"));
     }
-    let size = h
-        .size
-        .filter(|&s| s <= 4096)
-        .ok_or_else(|| bad("bad EBML header size"))?;
+    let size = h.size.filter(|&s| s <= 4096).ok_or_else(|| bad("bad EBML header size"))?;
     let body = src.read_vec(size).map_err(|e| not_webm(e, "EBML header"))?;
     let mut doc_type = None;
     for (id, _, data) in ebml::children(&body).map_err(|e| not_webm(e, "EBML header"))? {
         match id {
-            ebml::DOC_TYPE => {
-                doc_type = Some(
-                    String::from_utf8_lossy(data)
-                        .trim_end_matches('\0')
-                        .to_owned(),
-                )
-            }
+            ebml::DOC_TYPE => doc_type = Some(String::from_utf8_lossy(data).trim_end_matches('\0').to_owned()),
             // We write 8-byte sizes and 4-byte IDs; a file that forbids them is not ours to fix.
             ebml::EBML_MAX_SIZE_LENGTH if ebml::uint_from_bytes(data).unwrap_or(0) < 8 => {
                 return Err(bad("EBMLMaxSizeLength below 8"));
@@ -287,9 +254,8 @@ fn parse_info(body: &[u8], scan: &mut Scan) -> Result<(), MediaError> {
     for (id, whole, data) in ebml::children(body).map_err(|e| not_webm(e, "Info"))? {
         match id {
             ebml::TIMECODE_SCALE => {
-                scan.timecode_scale = ebml::uint_from_bytes(data)
-                    .filter(|&s| s > 0)
-                    .ok_or_else(|| bad("bad TimecodeScale"))?;
+                scan.timecode_scale =
+                    ebml::uint_from_bytes(data).filter(|&s| s > 0).ok_or_else(|| bad("bad TimecodeScale"))?;
                 scan.info_children.extend_from_slice(whole);
             }
             ebml::DURATION | ebml::VOID | ebml::CRC32 => {}
@@ -304,20 +270,12 @@ fn parse_tracks(body: &[u8], tracks: &mut Vec<TrackMeta>) -> Result<(), MediaErr
         if id != ebml::TRACK_ENTRY {
             continue;
         }
-        let mut t = TrackMeta {
-            number: 0,
-            kind: 0,
-            codec: String::new(),
-        };
+        let mut t = TrackMeta { number: 0, kind: 0, codec: String::new() };
         for (id, _, data) in ebml::children(entry).map_err(|e| not_webm(e, "TrackEntry"))? {
             match id {
                 ebml::TRACK_NUMBER => t.number = ebml::uint_from_bytes(data).unwrap_or(0),
                 ebml::TRACK_TYPE => t.kind = ebml::uint_from_bytes(data).unwrap_or(0),
-                ebml::CODEC_ID => {
-                    t.codec = String::from_utf8_lossy(data)
-                        .trim_end_matches('\0')
-                        .to_owned()
-                }
+                ebml::CODEC_ID => t.codec = String::from_utf8_lossy(data).trim_end_matches('\0').to_owned(),
                 _ => {}
             }
         }
@@ -347,13 +305,7 @@ fn scan_cluster<S: Source>(
     mode: PayloadMode,
     on_block: &mut impl FnMut(BlockInfo),
 ) -> Result<ClusterScan, MediaError> {
-    let mut c = ClusterScan {
-        timecode: None,
-        blocks: 0,
-        end: 0,
-        cut_at: None,
-        next: None,
-    };
+    let mut c = ClusterScan { timecode: None, blocks: 0, end: 0, cut_at: None, next: None };
     // An unknown-size cluster ends at the Segment's end, the input's end, or the next
     // top-level ID.
     let limit = h.end().or(seg_end);
@@ -388,18 +340,12 @@ fn scan_cluster<S: Source>(
             return Ok(c);
         }
         let Some(size) = child.size else {
-            return Err(bad(format!(
-                "cluster child 0x{:X} of unknown size",
-                child.id
-            )));
+            return Err(bad(format!("cluster child 0x{:X} of unknown size", child.id)));
         };
         if let Some(limit) = limit
             && child.data_start + size > limit
         {
-            return Err(bad(format!(
-                "cluster child 0x{:X} overruns its parent",
-                child.id
-            )));
+            return Err(bad(format!("cluster child 0x{:X} overruns its parent", child.id)));
         }
         let result = match child.id {
             ebml::TIMECODE if size <= 8 => src.read_vec(size).map(|v| {
@@ -450,24 +396,10 @@ fn read_block<S: Source>(src: &mut S, size: u64, mode: PayloadMode) -> ReadResul
     let rel = i16::from_be_bytes([bytes[n], bytes[n + 1]]);
     let flags = bytes[n + 2];
     bytes.drain(..n + 3);
-    Ok((
-        track,
-        rel,
-        BlockInfo {
-            track,
-            time: 0,
-            payload: bytes,
-            laced: flags & 0x06 != 0,
-            duration: None,
-        },
-    ))
+    Ok((track, rel, BlockInfo { track, time: 0, payload: bytes, laced: flags & 0x06 != 0, duration: None }))
 }
 
-fn read_block_group<S: Source>(
-    src: &mut S,
-    size: u64,
-    mode: PayloadMode,
-) -> ReadResult<Option<Block>> {
+fn read_block_group<S: Source>(src: &mut S, size: u64, mode: PayloadMode) -> ReadResult<Option<Block>> {
     let end = src.pos() + size;
     let mut block = None;
     let mut duration = None;

@@ -2,9 +2,7 @@ mod common;
 
 use std::io::Cursor;
 
-use audiobook_media::{
-    AudioBlock, ContainerKind, FixReport, MediaError, audio_blocks, fix_webm, fix_webm_file, sniff,
-};
+use audiobook_media::{AudioBlock, ContainerKind, FixReport, MediaError, audio_blocks, fix_webm, fix_webm_file, sniff};
 use common::{CLUSTER, CUES, FIXTURES, INFO, SEEK_HEAD, TAGS, VOID};
 use matroska_demuxer::{Frame, MatroskaFile};
 use sha2::{Digest, Sha256};
@@ -48,27 +46,16 @@ fn check_cues(out: &[u8], expected_clusters: usize) {
     assert_eq!(clusters.len(), expected_clusters);
     let cues = common::cues(out);
     assert_eq!(cues.len(), expected_clusters, "one CuePoint per cluster");
-    let cues_at = file
-        .top
-        .iter()
-        .position(|e| e.id == CUES)
-        .expect("Cues element");
+    let cues_at = file.top.iter().position(|e| e.id == CUES).expect("Cues element");
     let first_cluster = file.top.iter().position(|e| e.id == CLUSTER).unwrap();
-    assert_eq!(
-        cues_at + 1,
-        first_cluster,
-        "Cues sit right before the first Cluster"
-    );
+    assert_eq!(cues_at + 1, first_cluster, "Cues sit right before the first Cluster");
     for (cue, cluster) in cues.iter().zip(&clusters) {
         let at = file.segment_data_start + cue.cluster_pos as usize;
         assert_eq!(out[at..at + 4], [0x1F, 0x43, 0xB6, 0x75], "cue at {at}");
         assert_eq!(at, cluster.start);
         let (id, ds, size) = common::header(out, cluster.data_start);
         assert_eq!(id, 0xE7);
-        assert_eq!(
-            cue.time,
-            common::uint(&out[ds..ds + size.unwrap() as usize])
-        );
+        assert_eq!(cue.time, common::uint(&out[ds..ds + size.unwrap() as usize]));
         assert_eq!(cue.track, 1);
     }
     // The SeekHead points at Info and Cues too.
@@ -95,10 +82,7 @@ fn fixtures_get_duration_cues_and_identical_blocks() {
         // Duration as written, read by our walker and by matroska-demuxer.
         let durations = common::durations(&out);
         assert_eq!(durations.len(), 1);
-        assert!(
-            (durations[0] - fx.duration_ms as f64).abs() <= 1.0,
-            "{durations:?}"
-        );
+        assert!((durations[0] - fx.duration_ms as f64).abs() <= 1.0, "{durations:?}");
         let (demuxed_duration, frames) = demux(&out);
         let demuxed_duration = demuxed_duration.expect("Duration present");
         assert!((demuxed_duration - fx.duration_ms as f64).abs() <= 1.0);
@@ -128,22 +112,11 @@ fn fixtures_get_duration_cues_and_identical_blocks() {
             assert_eq!(f.timestamp as i64, b.timestamp_ms);
         }
         // Media duration = last block + its 60 ms packet.
-        assert_eq!(
-            before.last().unwrap().timestamp_ms as u64 + 60,
-            fx.duration_ms
-        );
+        assert_eq!(before.last().unwrap().timestamp_ms as u64 + 60, fx.duration_ms);
 
         // The clusters themselves are copied byte for byte.
-        let cin: Vec<_> = common::parse(&input)
-            .top
-            .into_iter()
-            .filter(|e| e.id == CLUSTER)
-            .collect();
-        let cout: Vec<_> = common::parse(&out)
-            .top
-            .into_iter()
-            .filter(|e| e.id == CLUSTER)
-            .collect();
+        let cin: Vec<_> = common::parse(&input).top.into_iter().filter(|e| e.id == CLUSTER).collect();
+        let cout: Vec<_> = common::parse(&out).top.into_iter().filter(|e| e.id == CLUSTER).collect();
         for (a, b) in cin.iter().zip(&cout) {
             assert_eq!(input[a.start..a.end], out[b.start..b.end]);
         }
@@ -153,10 +126,7 @@ fn fixtures_get_duration_cues_and_identical_blocks() {
 #[test]
 fn pause_leaves_no_gap_in_timestamps() {
     let blocks = audio_blocks(Cursor::new(common::data("mediarecorder-opus-pause.webm"))).unwrap();
-    let steps: Vec<i64> = blocks
-        .windows(2)
-        .map(|w| w[1].timestamp_ms - w[0].timestamp_ms)
-        .collect();
+    let steps: Vec<i64> = blocks.windows(2).map(|w| w[1].timestamp_ms - w[0].timestamp_ms).collect();
     // 60 ms packets; the 2 s pause shows up as one 69 ms step, not as a gap.
     assert!(steps.iter().all(|&s| s == 60 || s == 69), "{steps:?}");
     assert_eq!(steps.iter().filter(|&&s| s == 69).count(), 1);
@@ -189,18 +159,11 @@ fn seeking_uses_the_cues() {
 fn cut_off_takes_keep_the_complete_blocks() {
     let input = common::data("mediarecorder-opus-20s.webm");
     let blocks = common::blocks(&input);
-    let clusters: Vec<_> = common::parse(&input)
-        .top
-        .into_iter()
-        .filter(|e| e.id == CLUSTER)
-        .collect();
+    let clusters: Vec<_> = common::parse(&input).top.into_iter().filter(|e| e.id == CLUSTER).collect();
     let b = &blocks[150];
     let c = &clusters[11];
     // Timecode 11220 ms: E7 82 2B D4, four bytes.
-    assert_eq!(
-        input[c.data_start..c.data_start + 4],
-        [0xE7, 0x82, 0x2B, 0xD4]
-    );
+    assert_eq!(input[c.data_start..c.data_start + 4], [0xE7, 0x82, 0x2B, 0xD4]);
     let cases = [
         ("mid-block", b.start + 40),
         ("right after a 0xA3 ID byte", b.start + 1),
@@ -237,11 +200,7 @@ fn cut_off_takes_keep_the_complete_blocks() {
         let (duration, frames) = demux(&out);
         assert_eq!(duration, Some(expected_ms as f64), "{what}");
         assert_eq!(frames.len(), kept.len(), "{what}");
-        let cluster_count = common::parse(&out)
-            .top
-            .iter()
-            .filter(|e| e.id == CLUSTER)
-            .count();
+        let cluster_count = common::parse(&out).top.iter().filter(|e| e.id == CLUSTER).count();
         assert_eq!(report.clusters, cluster_count);
         check_cues(&out, cluster_count);
     }
@@ -264,10 +223,7 @@ fn known_sizes_void_and_tags() {
     check_cues(&out, 3);
     let mkv = MatroskaFile::open(Cursor::new(&out)).unwrap();
     assert_eq!(mkv.tags().unwrap()[0].simple_tags()[0].name(), "TITLE");
-    assert_eq!(
-        audio_blocks(Cursor::new(&out)).unwrap(),
-        audio_blocks(Cursor::new(&original)).unwrap()
-    );
+    assert_eq!(audio_blocks(Cursor::new(&out)).unwrap(), audio_blocks(Cursor::new(&original)).unwrap());
 
     // Cut inside the second (known-size) cluster: its size is rewritten to what is kept.
     let blocks = common::blocks(&input);
@@ -307,13 +263,7 @@ fn expect_not_webm(input: &[u8], what: &str) {
         other => panic!("{what}: expected NotWebM, got {other:?}"),
     }
     assert!(out.is_empty(), "{what}: nothing written");
-    assert!(
-        matches!(
-            audio_blocks(Cursor::new(input)),
-            Err(MediaError::NotWebM(_))
-        ),
-        "{what}"
-    );
+    assert!(matches!(audio_blocks(Cursor::new(input)), Err(MediaError::NotWebM(_))), "{what}");
 }
 
 #[test]
@@ -329,13 +279,7 @@ fn not_webm_is_rejected() {
         })
         .collect();
     expect_not_webm(&random, "random bytes");
-    let mp4 = [
-        &[0, 0, 0, 0x18][..],
-        b"ftypM4A \0\0\0\0M4A mp42",
-        &[0, 0, 0, 8],
-        b"mdat",
-    ]
-    .concat();
+    let mp4 = [&[0, 0, 0, 0x18][..], b"ftypM4A \0\0\0\0M4A mp42", &[0, 0, 0, 8], b"mdat"].concat();
     assert_eq!(sniff(&mp4), ContainerKind::Mp4);
     expect_not_webm(&mp4, "MP4 header");
 
@@ -375,10 +319,7 @@ fn fix_webm_file_writes_and_syncs() {
     // Same path in and out is refused, and a failed fix leaves no output behind.
     assert!(matches!(fix_webm_file(&src, &src), Err(MediaError::Io(_))));
     std::fs::write(&src, b"not a webm").unwrap();
-    assert!(matches!(
-        fix_webm_file(&src, &dst),
-        Err(MediaError::NotWebM(_))
-    ));
+    assert!(matches!(fix_webm_file(&src, &dst), Err(MediaError::NotWebM(_))));
     assert!(!dst.exists());
 }
 
@@ -386,17 +327,9 @@ fn fix_webm_file_writes_and_syncs() {
 fn cut_anywhere_keeps_exactly_the_complete_blocks() {
     let input = common::data("mediarecorder-opus-3s.webm");
     let blocks = common::blocks(&input);
-    let cluster2 = common::parse(&input)
-        .top
-        .iter()
-        .filter(|e| e.id == CLUSTER)
-        .nth(1)
-        .unwrap()
-        .start;
+    let cluster2 = common::parse(&input).top.iter().filter(|e| e.id == CLUSTER).nth(1).unwrap().start;
     // A sweep over the whole file plus every byte around a cluster boundary.
-    let cuts = (146..input.len())
-        .step_by(37)
-        .chain(cluster2 - 30..cluster2 + 40);
+    let cuts = (146..input.len()).step_by(37).chain(cluster2 - 30..cluster2 + 40);
     for cut in cuts {
         let kept: Vec<_> = blocks.iter().filter(|b| b.end <= cut).collect();
         let (out, report) = fix(&input[..cut]);
@@ -406,12 +339,7 @@ fn cut_anywhere_keeps_exactly_the_complete_blocks() {
         let expected_ms = kept.last().map_or(0, |b| b.time_ms as u64 + 60);
         assert_eq!(report.duration_ms, expected_ms, "cut at {cut}");
         let got = audio_blocks(Cursor::new(&out)).unwrap();
-        assert!(
-            got.iter()
-                .map(|b| &b.payload)
-                .eq(kept.iter().map(|b| &b.payload)),
-            "cut at {cut}"
-        );
+        assert!(got.iter().map(|b| &b.payload).eq(kept.iter().map(|b| &b.payload)), "cut at {cut}");
         if !kept.is_empty() {
             let (_, frames) = demux(&out);
             assert_eq!(frames.len(), kept.len(), "cut at {cut}");

@@ -42,17 +42,11 @@ fn trak(track_id: u32, timescale: u32) -> Vec<u8> {
     mdhd.extend_from_slice(&timescale.to_be_bytes());
     mdhd.extend_from_slice(&[0u8; 8]);
     let mdia = mp4box(b"mdia", &mp4box(b"mdhd", &full(0, 0, &mdhd)));
-    mp4box(
-        b"trak",
-        &[mp4box(b"tkhd", &full(0, 3, &tkhd)), mdia].concat(),
-    )
+    mp4box(b"trak", &[mp4box(b"tkhd", &full(0, 3, &tkhd)), mdia].concat())
 }
 
 fn trex(track_id: u32, default_duration: u32) -> Vec<u8> {
-    let rest = [track_id, 1, default_duration, 0, 0]
-        .iter()
-        .flat_map(|v| v.to_be_bytes())
-        .collect::<Vec<_>>();
+    let rest = [track_id, 1, default_duration, 0, 0].iter().flat_map(|v| v.to_be_bytes()).collect::<Vec<_>>();
     mp4box(b"trex", &full(0, 0, &rest))
 }
 
@@ -82,49 +76,25 @@ fn moof(track_id: u32, tfhd_default: Option<u32>, samples: &[u32], per_sample: b
         mp4box(b"trun", &full(0, trun_flags, &trun)),
     ]
     .concat();
-    mp4box(
-        b"moof",
-        &[
-            mp4box(b"mfhd", &full(0, 0, &[0, 0, 0, 1])),
-            mp4box(b"traf", &traf),
-        ]
-        .concat(),
-    )
+    mp4box(b"moof", &[mp4box(b"mfhd", &full(0, 0, &[0, 0, 0, 1])), mp4box(b"traf", &traf)].concat())
 }
 
 #[test]
 fn plain_mp4_uses_mvhd() {
-    let file = [
-        ftyp(),
-        mp4box(b"moov", &[mvhd_v0(1000, 5000), trak(1, 44100)].concat()),
-        mp4box(b"mdat", &[0u8; 64]),
-    ]
-    .concat();
+    let file = [ftyp(), mp4box(b"moov", &[mvhd_v0(1000, 5000), trak(1, 44100)].concat()), mp4box(b"mdat", &[0u8; 64])]
+        .concat();
     assert_eq!(sniff(&file), ContainerKind::Mp4);
     assert_eq!(mp4_duration_ms(Cursor::new(&file)), Some(5000));
 
     // Version 1 mvhd, timescale 600, 7.5 s; mdat before moov.
-    let file = [
-        ftyp(),
-        mp4box(b"mdat", &[0u8; 16]),
-        mp4box(b"moov", &mvhd_v1(600, 4500)),
-    ]
-    .concat();
+    let file = [ftyp(), mp4box(b"mdat", &[0u8; 16]), mp4box(b"moov", &mvhd_v1(600, 4500))].concat();
     assert_eq!(mp4_duration_ms(Cursor::new(&file)), Some(7500));
 }
 
 #[test]
 fn fragmented_mp4_sums_trun_durations() {
     // Safari-like: mvhd says 0; 48 kHz AAC, 1024-sample frames.
-    let moov = mp4box(
-        b"moov",
-        &[
-            mvhd_v0(1000, 0),
-            trak(1, 48000),
-            mp4box(b"mvex", &trex(1, 1024)),
-        ]
-        .concat(),
-    );
+    let moov = mp4box(b"moov", &[mvhd_v0(1000, 0), trak(1, 48000), mp4box(b"mvex", &trex(1, 1024))].concat());
     let mdat = mp4box(b"mdat", &[0u8; 32]);
     let per_sample = [
         ftyp(),
@@ -139,13 +109,7 @@ fn fragmented_mp4_sums_trun_durations() {
     assert_eq!(mp4_duration_ms(Cursor::new(&per_sample)), Some(2069));
 
     // Durations from tfhd's default, then from trex's default.
-    let tfhd_default = [
-        ftyp(),
-        moov.clone(),
-        moof(1, Some(960), &[0; 100], false),
-        mdat.clone(),
-    ]
-    .concat();
+    let tfhd_default = [ftyp(), moov.clone(), moof(1, Some(960), &[0; 100], false), mdat.clone()].concat();
     assert_eq!(mp4_duration_ms(Cursor::new(&tfhd_default)), Some(2000));
     let trex_default = [ftyp(), moov, moof(1, None, &[0; 75], false), mdat].concat();
     assert_eq!(mp4_duration_ms(Cursor::new(&trex_default)), Some(1600));
@@ -154,18 +118,11 @@ fn fragmented_mp4_sums_trun_durations() {
 #[test]
 fn unknown_inputs_give_none() {
     assert_eq!(mp4_duration_ms(Cursor::new(b"")), None);
-    assert_eq!(
-        mp4_duration_ms(Cursor::new(b"not an mp4 file at all")),
-        None
-    );
+    assert_eq!(mp4_duration_ms(Cursor::new(b"not an mp4 file at all")), None);
     // An MP4 whose moov has no duration and no fragments.
     let file = [ftyp(), mp4box(b"moov", &mvhd_v0(1000, 0))].concat();
     assert_eq!(mp4_duration_ms(Cursor::new(&file)), None);
     // The WebM fixture is not an MP4.
-    let webm = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/mediarecorder-opus-3s.webm"
-    ))
-    .unwrap();
+    let webm = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/mediarecorder-opus-3s.webm")).unwrap();
     assert_eq!(mp4_duration_ms(Cursor::new(&webm)), None);
 }

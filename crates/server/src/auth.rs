@@ -8,9 +8,9 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::AppState;
 use crate::db::{Db, UserRow};
 use crate::error::AppError;
-use crate::AppState;
 
 /// A new random token (43 URL-safe characters) and the hash to store.
 pub fn new_token() -> (String, Vec<u8>) {
@@ -46,10 +46,9 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| AppError::Unauthorized("Sign in first: the Authorization: Bearer <token> header is missing.".into()))?;
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(|| {
+            AppError::Unauthorized("Sign in first: the Authorization: Bearer <token> header is missing.".into())
+        })?;
         let token = header
             .to_str()
             .ok()

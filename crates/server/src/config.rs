@@ -76,10 +76,8 @@ impl Config {
     /// Reads configuration through `get` (the environment, or a map in tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let port: u16 = parse(&get, "PORT", 3000)?;
-        let public_url = get("PUBLIC_URL")
-            .unwrap_or_else(|| format!("http://localhost:{port}"))
-            .trim_end_matches('/')
-            .to_string();
+        let public_url =
+            get("PUBLIC_URL").unwrap_or_else(|| format!("http://localhost:{port}")).trim_end_matches('/').to_string();
         let storage = match get("STORAGE").as_deref().unwrap_or("local") {
             "local" => StorageConfig::Local { dir: get("STORAGE_DIR").unwrap_or_else(|| "./public".into()).into() },
             "s3" => {
@@ -116,7 +114,9 @@ impl Config {
             port,
             database_url: get("DATABASE_URL").unwrap_or_else(|| "sqlite://data/audiobook.db".into()),
             allowed_origins: get("AUDIOBOOK_URL")
-                .map(|v| v.split(',').map(|o| o.trim().trim_end_matches('/').to_string()).filter(|o| !o.is_empty()).collect())
+                .map(|v| {
+                    v.split(',').map(|o| o.trim().trim_end_matches('/').to_string()).filter(|o| !o.is_empty()).collect()
+                })
                 .unwrap_or_default(),
             public_url,
             storage,
@@ -128,7 +128,11 @@ impl Config {
     }
 }
 
-fn parse<T: std::str::FromStr>(get: &impl Fn(&str) -> Option<String>, name: &str, default: T) -> Result<T, ConfigError> {
+fn parse<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T, ConfigError> {
     match get(name) {
         None => Ok(default),
         Some(v) => v.trim().parse().map_err(|_| ConfigError(format!("{name}={v:?} is not a valid value"))),

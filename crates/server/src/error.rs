@@ -2,10 +2,10 @@
 //! carries a message a person can act on. Internal failures are logged with
 //! their detail and shown to the client as a plain 500.
 
+use audiobook_wire::ErrorBody;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use audiobook_wire::ErrorBody;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -74,10 +74,9 @@ impl IntoResponse for AppError {
         };
         let mut response = (status, Json(ErrorBody { error: message })).into_response();
         if let AppError::RangeNotSatisfiable(_, size) = self {
-            response.headers_mut().insert(
-                axum::http::header::CONTENT_RANGE,
-                format!("bytes */{size}").parse().expect("valid header"),
-            );
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONTENT_RANGE, format!("bytes */{size}").parse().expect("valid header"));
         }
         response
     }

@@ -103,7 +103,10 @@ pub fn app_with_socket_io(state: AppState) -> (Router, SocketIo) {
 
 /// Runs the server until `shutdown` resolves, then stops accepting, lets
 /// requests finish, and flushes live recordings to disk.
-pub async fn serve(state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+pub async fn serve(
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
     let addr = format!("{}:{}", state.config.host, state.config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| StartError::Bind(addr.clone(), e))?;
     serve_on(state, listener, shutdown).await

@@ -8,13 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer;
-use object_store::{Attribute, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMultipartOptions, WriteMultipart};
+use object_store::{
+    Attribute, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMultipartOptions, WriteMultipart,
+};
 use tokio::io::AsyncReadExt;
 
 use crate::config::StorageConfig;
@@ -51,7 +53,17 @@ impl Storage {
                     source: format!("cannot create STORAGE_DIR {}: {e}", dir.display()).into(),
                 })?;
                 let store = LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true);
-                Ok(Storage { store: Arc::new(store), local_dir: Some(dir.canonicalize().map_err(|e| object_store::Error::Generic { store: "LocalFileSystem", source: Box::new(e) })?), signer: None, keeps_attributes: false })
+                Ok(Storage {
+                    store: Arc::new(store),
+                    local_dir: Some(
+                        dir.canonicalize().map_err(|e| object_store::Error::Generic {
+                            store: "LocalFileSystem",
+                            source: Box::new(e),
+                        })?,
+                    ),
+                    signer: None,
+                    keeps_attributes: false,
+                })
             }
             StorageConfig::S3 { bucket, region, endpoint, force_path_style, allow_http } => {
                 let mut builder = AmazonS3Builder::from_env()
@@ -89,10 +101,10 @@ impl Storage {
     /// Uploads a file in parts (memory bounded by one part), confirming the
     /// whole object before returning.
     pub async fn put_file(&self, key: &str, file: &Path, content_type: &str) -> object_store::Result<u64> {
-        if let Some(dir) = &self.local_dir {
-            if let Some(size) = link_into(dir, key, file).await {
-                return Ok(size);
-            }
+        if let Some(dir) = &self.local_dir
+            && let Some(size) = link_into(dir, key, file).await
+        {
+            return Ok(size);
         }
         let mut attributes = Attributes::new();
         if self.keeps_attributes {

@@ -59,11 +59,11 @@ impl TestDb {
     /// Drops a PostgreSQL test database (SQLite folders go with the value).
     pub async fn drop(self) {
         self.db.close().await;
-        if let (Some(admin_url), Some(name)) = (&self.admin_url, &self.name) {
-            if let Ok(Db::Postgres(p)) = Db::connect(admin_url).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&p).await;
-                p.close().await;
-            }
+        if let (Some(admin_url), Some(name)) = (&self.admin_url, &self.name)
+            && let Ok(Db::Postgres(p)) = Db::connect(admin_url).await
+        {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&p).await;
+            p.close().await;
         }
     }
 }

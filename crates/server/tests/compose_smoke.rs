@@ -25,7 +25,8 @@ fn compose_environment() -> Option<serde_json::Map<String, serde_json::Value>> {
         }
     };
     let compose = format!("{}/../../compose.yaml", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(bin).args(["-f", &compose, "config", "--format", "json"]).output().expect("docker-compose runs");
+    let out =
+        Command::new(bin).args(["-f", &compose, "config", "--format", "json"]).output().expect("docker-compose runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     Some(config["services"]["server"]["environment"].as_object().expect("server environment").clone())
@@ -45,7 +46,8 @@ async fn server_runs_with_the_compose_environment() {
     env.insert("SPOOL_DIR".into(), dir.path().join("spool").display().to_string().into());
     env.insert("PORT".into(), port.to_string().into());
     env.insert("PUBLIC_URL".into(), public_url.clone().into());
-    let vars: Vec<(String, String)> = env.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
+    let vars: Vec<(String, String)> =
+        env.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_audiobook-server"))
         .env_clear()
@@ -68,12 +70,19 @@ async fn server_runs_with_the_compose_environment() {
     let me = api.onboard("Compose").await.unwrap();
     let socket = Socket::connect(&url, &me.token).await.unwrap();
     let id = socket.start(&StartRecording { mime_type: "audio/webm".into(), name: None }).await.unwrap().recording_id;
-    let data = std::fs::read(format!("{}/../media/tests/data/mediarecorder-opus-3s.webm", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let data = std::fs::read(format!("{}/../media/tests/data/mediarecorder-opus-3s.webm", env!("CARGO_MANIFEST_DIR")))
+        .unwrap();
     for (seq, c) in data.chunks(16_384).enumerate() {
-        let chunk = AppendChunk { data: Some(Bytes::copy_from_slice(c)), seq: Some(seq as u64), recording_id: Some(id), ..Default::default() };
+        let chunk = AppendChunk {
+            data: Some(Bytes::copy_from_slice(c)),
+            seq: Some(seq as u64),
+            recording_id: Some(id),
+            ..Default::default()
+        };
         assert!(matches!(socket.append(&chunk).await.unwrap(), AppendAck::Ok(_)));
     }
-    let StopAck::Ok(ok) = socket.stop(&StopRecording { recording_id: Some(id), ..Default::default() }).await.unwrap() else {
+    let StopAck::Ok(ok) = socket.stop(&StopRecording { recording_id: Some(id), ..Default::default() }).await.unwrap()
+    else {
         panic!("stop refused")
     };
     assert_eq!((ok.record.status, ok.record.duration_ms), (RecordStatus::Ready, 3000));
@@ -83,7 +92,12 @@ async fn server_runs_with_the_compose_environment() {
 
     // SIGTERM with a live take and its socket open: a clean, prompt stop.
     let live = socket.start(&StartRecording { mime_type: "audio/webm".into(), name: None }).await.unwrap().recording_id;
-    let first = AppendChunk { data: Some(Bytes::copy_from_slice(&data[..4096])), seq: Some(0), recording_id: Some(live), ..Default::default() };
+    let first = AppendChunk {
+        data: Some(Bytes::copy_from_slice(&data[..4096])),
+        seq: Some(0),
+        recording_id: Some(live),
+        ..Default::default()
+    };
     assert!(matches!(socket.append(&first).await.unwrap(), AppendAck::Ok(_)));
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let deadline = Instant::now() + Duration::from_secs(15);

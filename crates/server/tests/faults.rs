@@ -127,7 +127,11 @@ impl Take {
     async fn begin(url: &str, n: u64, chunks: usize) -> (Take, Socket) {
         let me = Api::new(url).onboard(&format!("Rec {n}")).await.unwrap();
         let socket = Socket::connect(url, &me.token).await.unwrap();
-        let id = socket.start(&StartRecording { mime_type: "application/octet-stream".into(), name: None }).await.unwrap().recording_id;
+        let id = socket
+            .start(&StartRecording { mime_type: "application/octet-stream".into(), name: None })
+            .await
+            .unwrap()
+            .recording_id;
         (Take { me, chunks: payload(n, chunks, 4096), id, acked: 0 }, socket)
     }
 
@@ -156,7 +160,11 @@ impl Take {
             ResumeAck::Err(e) => panic!("resume refused: {e:?}"),
         }
         self.send(&socket, self.chunks.len()).await;
-        let stop = StopRecording { user_id: Some(self.me.user.id), recording_id: Some(self.id), chunks: Some(self.chunks.len() as u64) };
+        let stop = StopRecording {
+            user_id: Some(self.me.user.id),
+            recording_id: Some(self.id),
+            chunks: Some(self.chunks.len() as u64),
+        };
         let record = match socket.stop(&stop).await.unwrap() {
             StopAck::Ok(ok) => ok.record,
             StopAck::Err(e) => panic!("stop refused: {e:?}"),
@@ -177,10 +185,10 @@ impl Take {
         let api = Api::new(url);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(records) = api.records(self.me.user.id, &self.me.token).await {
-                if let Some(r) = records.into_iter().find(|r| r.id == self.id && r.status == status) {
-                    return r;
-                }
+            if let Ok(records) = api.records(self.me.user.id, &self.me.token).await
+                && let Some(r) = records.into_iter().find(|r| r.id == self.id && r.status == status)
+            {
+                return r;
             }
             assert!(Instant::now() < deadline, "take {} never became {status:?}", self.id);
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -161,7 +161,8 @@ async fn serves_the_web_app_with_client_routes_and_gzip() {
     assert!(plain.headers().get("content-encoding").is_none());
     assert_eq!(&plain.bytes().await.unwrap()[..], b"\0asm plain");
     // The API still answers on the same paths.
-    let (status, _) = Api::new(&app.url).raw(Method::POST, "/onboard", None, Some(br#"{"name":"Web"}"#.to_vec())).await.unwrap();
+    let (status, _) =
+        Api::new(&app.url).raw(Method::POST, "/onboard", None, Some(br#"{"name":"Web"}"#.to_vec())).await.unwrap();
     assert_eq!(status, 201);
     app.stop().await;
 }

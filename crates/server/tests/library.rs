@@ -31,7 +31,8 @@ async fn record_take(app: &TestApp, token: &str, name: &str) -> Record {
         .unwrap()
         .recording_id;
     append(&socket, id, 0, Bytes::from(fixture("mediarecorder-opus-3s.webm"))).await;
-    let StopAck::Ok(ok) = socket.stop(&StopRecording { recording_id: Some(id), chunks: Some(1), ..Default::default() }).await.unwrap()
+    let StopAck::Ok(ok) =
+        socket.stop(&StopRecording { recording_id: Some(id), chunks: Some(1), ..Default::default() }).await.unwrap()
     else {
         panic!("stop refused")
     };
@@ -104,7 +105,8 @@ async fn rename_checks_the_name_and_the_owner(backend: Backend) {
     let before = api.records(ann.user.id, &ann.token).await.unwrap().remove(0);
     let path = format!("/recordings/{id}");
 
-    let (status, body) = api.raw(Method::PATCH, &path, Some(&ann.token), json_body("  Kitchen interview  ")).await.unwrap();
+    let (status, body) =
+        api.raw(Method::PATCH, &path, Some(&ann.token), json_body("  Kitchen interview  ")).await.unwrap();
     assert_eq!(status, 200, "{body}");
     let renamed: Record = serde_json::from_value(body).unwrap();
     assert_eq!(renamed.name, "Kitchen interview");
@@ -130,7 +132,8 @@ async fn rename_checks_the_name_and_the_owner(backend: Backend) {
         (json!({}), 422),
         (json!(["name"]), 400),
     ] {
-        let (status, err) = api.raw(Method::PATCH, &path, Some(&ann.token), Some(body.to_string().into_bytes())).await.unwrap();
+        let (status, err) =
+            api.raw(Method::PATCH, &path, Some(&ann.token), Some(body.to_string().into_bytes())).await.unwrap();
         assert_error(status, &err, expected, &body.to_string());
     }
     let (status, err) = api.raw(Method::PATCH, &path, Some(&ann.token), Some(b"{not json".to_vec())).await.unwrap();
@@ -203,7 +206,8 @@ async fn delete_removes_the_row_the_link_and_the_audio(backend: Backend) {
     assert_error(status, &err, 409, "delete a live take");
     let (status, err) = api.raw(Method::POST, &format!("{live_path}/share"), Some(&ann.token), None).await.unwrap();
     assert_error(status, &err, 409, "share a live take");
-    let StopAck::Ok(_) = socket.stop(&StopRecording { recording_id: Some(live), chunks: Some(1), ..Default::default() }).await.unwrap()
+    let StopAck::Ok(_) =
+        socket.stop(&StopRecording { recording_id: Some(live), chunks: Some(1), ..Default::default() }).await.unwrap()
     else {
         panic!("stop refused")
     };
@@ -255,7 +259,14 @@ async fn share_links_play_publicly_until_revoked(backend: Backend) {
     assert!(html.contains("Birds &lt;at&gt; dawn &amp; dusk"), "{html}");
     assert!(html.contains("0:03"), "the duration: {html}");
     assert!(html.contains(&format!("<audio controls preload=\"metadata\" src=\"/s/{token}/audio\">")), "{html}");
-    for secret in [owner.user.name.as_str(), &owner.user.id.to_string(), &owner.token, &take.id.to_string(), "Private diary", &other.id.to_string()] {
+    for secret in [
+        owner.user.name.as_str(),
+        &owner.user.id.to_string(),
+        &owner.token,
+        &take.id.to_string(),
+        "Private diary",
+        &other.id.to_string(),
+    ] {
         assert!(!html.contains(secret), "the page shows {secret}: {html}");
     }
     for external in ["<script", "<link", "src=\"http", "href=\"http", "url("] {
@@ -307,7 +318,8 @@ async fn share_links_play_publicly_until_revoked(backend: Backend) {
     assert_eq!(api.get_bytes(&url, None).await.unwrap().0, 404);
     assert_eq!(api.get_bytes(&second, None).await.unwrap().0, 200);
     // Deleting the recording ends its share too.
-    let (status, _) = api.raw(Method::DELETE, &format!("/recordings/{}", take.id), Some(&owner.token), None).await.unwrap();
+    let (status, _) =
+        api.raw(Method::DELETE, &format!("/recordings/{}", take.id), Some(&owner.token), None).await.unwrap();
     assert_eq!(status, 204);
     assert_eq!(api.get_bytes(&second, None).await.unwrap().0, 404);
     assert_eq!(api.get_bytes(&format!("{second}/audio"), None).await.unwrap().0, 404);
@@ -320,8 +332,10 @@ async fn download_is_named_after_the_recording(backend: Backend) {
     let api = Api::new(&app.url);
     let ann = api.onboard("Ann").await.unwrap();
     let take = record_take(&app, &ann.token, "Recording 1").await;
-    let (status, _) =
-        api.raw(Method::PATCH, &format!("/recordings/{}", take.id), Some(&ann.token), json_body("Team standup")).await.unwrap();
+    let (status, _) = api
+        .raw(Method::PATCH, &format!("/recordings/{}", take.id), Some(&ann.token), json_body("Team standup"))
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     let record = api.records(ann.user.id, &ann.token).await.unwrap().remove(0);
 
@@ -408,9 +422,12 @@ async fn records_page_by_cursor_and_search_by_name(backend: Backend) {
     assert_eq!(names(&body), vec!["meeting notes", "Weekly MEETING"]);
     let (_, body, cursor) = page(&app, ann.user.id, &ann.token, "q=meeting&limit=1").await;
     assert_eq!(names(&body), vec!["meeting notes"]);
-    let (_, body, cursor) = page(&app, ann.user.id, &ann.token, &format!("q=meeting&limit=1&before={}", cursor.unwrap())).await;
+    let (_, body, cursor) =
+        page(&app, ann.user.id, &ann.token, &format!("q=meeting&limit=1&before={}", cursor.unwrap())).await;
     assert_eq!((names(&body), cursor), (vec!["Weekly MEETING".to_string()], None));
-    for (q, expected) in [("%25", vec!["50%_off \\ sale"]), ("_", vec!["50%_off \\ sale"]), ("%5C", vec!["50%_off \\ sale"])] {
+    for (q, expected) in
+        [("%25", vec!["50%_off \\ sale"]), ("_", vec!["50%_off \\ sale"]), ("%5C", vec!["50%_off \\ sale"])]
+    {
         let (_, body, _) = page(&app, ann.user.id, &ann.token, &format!("q={q}")).await;
         assert_eq!(names(&body), expected, "q={q}");
     }

@@ -129,7 +129,10 @@ async fn sequenced_protocol_refuses_bad_input_and_loses_nothing(backend: Backend
     }
 
     let socket = Socket::connect(&app.url, &me.token).await.unwrap();
-    let start = socket.start(&StartRecording { mime_type: "audio/webm;codecs=opus".into(), name: Some("Interview".into()) }).await.unwrap();
+    let start = socket
+        .start(&StartRecording { mime_type: "audio/webm;codecs=opus".into(), name: Some("Interview".into()) })
+        .await
+        .unwrap();
     let id = start.recording_id;
     let blobs = three_second_blobs();
 
@@ -161,22 +164,36 @@ async fn sequenced_protocol_refuses_bad_input_and_loses_nothing(backend: Backend
     let refused = err_ack(intruder.append(&chunk(1, id, blobs[1].clone())).await.unwrap());
     assert!(refused.error.contains("another user"), "{}", refused.error);
     assert!(matches!(intruder.resume(&ResumeRecording { recording_id: id }).await.unwrap(), ResumeAck::Err(_)));
-    let stop = intruder.stop(&StopRecording { user_id: Some(other.user.id), recording_id: Some(id), chunks: Some(3) }).await.unwrap();
+    let stop = intruder
+        .stop(&StopRecording { user_id: Some(other.user.id), recording_id: Some(id), chunks: Some(3) })
+        .await
+        .unwrap();
     assert!(matches!(stop, StopAck::Err(_)));
     // Nor claim to be its owner.
-    let stop = intruder.stop(&StopRecording { user_id: Some(me.user.id), recording_id: Some(id), chunks: None }).await.unwrap();
+    let stop = intruder
+        .stop(&StopRecording { user_id: Some(me.user.id), recording_id: Some(id), chunks: None })
+        .await
+        .unwrap();
     assert!(matches!(stop, StopAck::Err(_)));
     intruder.disconnect().await;
 
     // Stopping with a chunk missing is refused and says which.
     ok_ack(socket.append(&chunk(1, id, blobs[1].clone())).await.unwrap());
-    match socket.stop(&StopRecording { user_id: Some(me.user.id), recording_id: Some(id), chunks: Some(3) }).await.unwrap() {
+    match socket
+        .stop(&StopRecording { user_id: Some(me.user.id), recording_id: Some(id), chunks: Some(3) })
+        .await
+        .unwrap()
+    {
         StopAck::Err(e) => assert_eq!(e.next_seq, Some(2), "{}", e.error),
         StopAck::Ok(_) => panic!("stopped with a missing chunk"),
     }
     let last = ok_ack(socket.append(&chunk(2, id, blobs[2].clone())).await.unwrap());
     assert_eq!(last.received_bytes, 49086);
-    let saved = match socket.stop(&StopRecording { user_id: Some(me.user.id), recording_id: Some(id), chunks: Some(3) }).await.unwrap() {
+    let saved = match socket
+        .stop(&StopRecording { user_id: Some(me.user.id), recording_id: Some(id), chunks: Some(3) })
+        .await
+        .unwrap()
+    {
         StopAck::Ok(ok) => ok.record,
         StopAck::Err(e) => panic!("stop refused: {e:?}"),
     };
@@ -210,7 +227,9 @@ async fn sequenced_protocol_refuses_bad_input_and_loses_nothing(backend: Backend
     let over = err_ack(socket.append(&chunk(3, big, block.clone())).await.unwrap());
     assert_eq!(over.next_seq, Some(3));
     assert!(over.error.contains("at most 204800 bytes"), "{}", over.error);
-    let StopAck::Ok(ok) = socket.stop(&StopRecording { recording_id: Some(big), chunks: Some(3), ..Default::default() }).await.unwrap() else {
+    let StopAck::Ok(ok) =
+        socket.stop(&StopRecording { recording_id: Some(big), chunks: Some(3), ..Default::default() }).await.unwrap()
+    else {
         panic!("stop refused")
     };
     assert_eq!(fetch(&api, &ok.record).await, [&block[..], &block[..], &block[..]].concat());
@@ -243,8 +262,8 @@ async fn a_dropped_connection_resumes(backend: Backend) {
     assert_eq!(resumed.next_seq, 7);
     assert_eq!(resumed.received_bytes, 7 * 16 * 1024);
     // The client re-sends from a chunk it was not sure of: acknowledged, not duplicated.
-    for seq in 6..chunks.len() {
-        ok_ack(socket.append(&chunk(seq as u64, id, chunks[seq].clone())).await.unwrap());
+    for (seq, c) in chunks.iter().enumerate().skip(6) {
+        ok_ack(socket.append(&chunk(seq as u64, id, c.clone())).await.unwrap());
     }
     let record = match socket
         .stop(&StopRecording { user_id: Some(me.user.id), recording_id: Some(id), chunks: Some(chunks.len() as u64) })
@@ -263,7 +282,9 @@ async fn a_dropped_connection_resumes(backend: Backend) {
 both_backends!(resume_after_drop, a_dropped_connection_resumes);
 
 async fn abandoned_take_ends_interrupted_and_plays(backend: Backend) {
-    let Some(app) = spawn_app_with(backend, |c| c.limits.recording_grace = Duration::from_millis(600)).await else { return };
+    let Some(app) = spawn_app_with(backend, |c| c.limits.recording_grace = Duration::from_millis(600)).await else {
+        return;
+    };
     let api = Api::new(&app.url);
     let me = api.onboard("Gone").await.unwrap();
     let data = fixture("mediarecorder-opus-20s.webm");
@@ -306,11 +327,13 @@ async fn unknown_audio_is_stored_byte_for_byte(backend: Backend) {
     let me = api.onboard("Raw").await.unwrap();
     let socket = Socket::connect(&app.url, &me.token).await.unwrap();
     let payload: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-    let id = socket.start(&StartRecording { mime_type: "audio/x-unknown".into(), name: None }).await.unwrap().recording_id;
+    let id =
+        socket.start(&StartRecording { mime_type: "audio/x-unknown".into(), name: None }).await.unwrap().recording_id;
     for (seq, c) in payload.chunks(30_000).enumerate() {
         ok_ack(socket.append(&chunk(seq as u64, id, Bytes::copy_from_slice(c))).await.unwrap());
     }
-    let StopAck::Ok(ok) = socket.stop(&StopRecording { recording_id: Some(id), ..Default::default() }).await.unwrap() else {
+    let StopAck::Ok(ok) = socket.stop(&StopRecording { recording_id: Some(id), ..Default::default() }).await.unwrap()
+    else {
         panic!("stop refused")
     };
     assert_eq!(ok.record.duration_ms, 0);
@@ -329,7 +352,9 @@ async fn links_answer_ranges_and_refuse_tampering(backend: Backend) {
     for (seq, blob) in three_second_blobs().into_iter().enumerate() {
         ok_ack(socket.append(&chunk(seq as u64, id, blob)).await.unwrap());
     }
-    let StopAck::Ok(ok) = socket.stop(&StopRecording { recording_id: Some(id), chunks: Some(3), ..Default::default() }).await.unwrap() else {
+    let StopAck::Ok(ok) =
+        socket.stop(&StopRecording { recording_id: Some(id), chunks: Some(3), ..Default::default() }).await.unwrap()
+    else {
         panic!("stop refused")
     };
     let record = ok.record;
@@ -400,7 +425,9 @@ async fn waveform_peaks_travel_with_the_chunks(backend: Backend) {
         // A retried chunk does not add its peaks twice.
         ok_ack(socket.append(&AppendChunk { peaks: Some(peaks), ..chunk(seq as u64, id, blob) }).await.unwrap());
     }
-    let StopAck::Ok(_) = socket.stop(&StopRecording { recording_id: Some(id), chunks: Some(3), ..Default::default() }).await.unwrap() else {
+    let StopAck::Ok(_) =
+        socket.stop(&StopRecording { recording_id: Some(id), chunks: Some(3), ..Default::default() }).await.unwrap()
+    else {
         panic!("stop refused")
     };
     let path = format!("/recordings/{id}/waveform");
@@ -411,7 +438,10 @@ async fn waveform_peaks_travel_with_the_chunks(backend: Backend) {
     assert_eq!(status, 403);
     let (status, _) = api.raw(http::Method::GET, &path, None, None).await.unwrap();
     assert_eq!(status, 401);
-    let (status, _) = api.raw(http::Method::GET, &format!("/recordings/{}/waveform", Uuid::new_v4()), Some(&me.token), None).await.unwrap();
+    let (status, _) = api
+        .raw(http::Method::GET, &format!("/recordings/{}/waveform", Uuid::new_v4()), Some(&me.token), None)
+        .await
+        .unwrap();
     assert_eq!(status, 404);
     socket.disconnect().await;
     app.stop().await;

@@ -21,10 +21,19 @@ fn fixture() -> Vec<u8> {
 
 async fn record(url: &str, token: &str, data: &[u8]) -> Record {
     let socket = Socket::connect(url, token).await.unwrap();
-    let id = socket.start(&StartRecording { mime_type: "audio/webm;codecs=opus".into(), name: None }).await.unwrap().recording_id;
+    let id = socket
+        .start(&StartRecording { mime_type: "audio/webm;codecs=opus".into(), name: None })
+        .await
+        .unwrap()
+        .recording_id;
     let chunks: Vec<&[u8]> = data.chunks(40_000).collect();
     for (seq, c) in chunks.iter().enumerate() {
-        let chunk = AppendChunk { data: Some(Bytes::copy_from_slice(c)), seq: Some(seq as u64), recording_id: Some(id), ..Default::default() };
+        let chunk = AppendChunk {
+            data: Some(Bytes::copy_from_slice(c)),
+            seq: Some(seq as u64),
+            recording_id: Some(id),
+            ..Default::default()
+        };
         assert!(matches!(socket.append(&chunk).await.unwrap(), AppendAck::Ok(_)));
     }
     let stop = StopRecording { user_id: None, recording_id: Some(id), chunks: Some(chunks.len() as u64) };

@@ -53,15 +53,16 @@ pub fn downsample(peaks: &[u8], max: usize) -> Vec<u8> {
         .collect()
 }
 
-/// An SVG path of one bar per peak, in a `bars.len()` × 100 box, mirrored
-/// around the middle line; silence still shows a thin line.
-pub fn bars_path(bars: &[u8]) -> String {
+/// An SVG path of one bar per peak, bar `i` at x = `first + i` in a box one
+/// unit wide per bar and 100 high, centred on the middle line; silence still
+/// shows a thin bar.
+pub fn bars_path(bars: &[u8], first: usize) -> String {
     use std::fmt::Write;
     let mut d = String::with_capacity(bars.len() * 24);
     for (i, &peak) in bars.iter().enumerate() {
         let height = (f64::from(peak) / 255.0 * 96.0).max(4.0);
         let top = 50.0 - height / 2.0;
-        let _ = write!(d, "M{:.2} {top:.1}h0.7v{height:.1}h-0.7z", i as f64 + 0.15);
+        let _ = write!(d, "M{:.2} {top:.1}h0.7v{height:.1}h-0.7z", (first + i) as f64 + 0.15);
     }
     d
 }
@@ -107,10 +108,11 @@ mod tests {
 
     #[test]
     fn the_path_has_one_bar_per_peak() {
-        let d = bars_path(&[0, 255]);
+        let d = bars_path(&[0, 255], 0);
         assert_eq!(d.matches('M').count(), 2);
         assert!(d.starts_with("M0.15 48.0h0.7v4.0"), "{d}");
         assert!(d.contains("M1.15 2.0h0.7v96.0"), "{d}");
-        assert!(bars_path(&[]).is_empty());
+        assert!(bars_path(&[], 3).is_empty());
+        assert!(bars_path(&[10], 3).starts_with("M3.15 "));
     }
 }

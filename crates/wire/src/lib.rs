@@ -256,12 +256,7 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(error: impl Into<String>) -> Self {
-        Failure {
-            ok: monostate::False,
-            error: error.into(),
-            next_seq: None,
-            recording_id: None,
-        }
+        Failure { ok: monostate::False, error: error.into(), next_seq: None, recording_id: None }
     }
 }
 
@@ -322,8 +317,7 @@ mod tests {
         }))
         .unwrap();
         assert!(matches!(ok, AppendAck::Ok(AppendOk { seq: 3, received_bytes: 10, .. })));
-        let err: AppendAck =
-            serde_json::from_value(json!({"ok": false, "error": "gap", "next_seq": 2})).unwrap();
+        let err: AppendAck = serde_json::from_value(json!({"ok": false, "error": "gap", "next_seq": 2})).unwrap();
         assert!(matches!(err, AppendAck::Err(AppendErr { next_seq: Some(2), .. })));
         assert_eq!(
             serde_json::to_value(AppendAck::Err(AppendErr {

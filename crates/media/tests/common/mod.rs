@@ -21,30 +21,13 @@ pub struct Fixture {
 
 /// The three MediaRecorder takes and what tests/data/README.md says about them.
 pub const FIXTURES: [Fixture; 3] = [
-    Fixture {
-        name: "mediarecorder-opus-3s.webm",
-        duration_ms: 3000,
-        clusters: 3,
-        packets: 50,
-    },
-    Fixture {
-        name: "mediarecorder-opus-20s.webm",
-        duration_ms: 19980,
-        clusters: 20,
-        packets: 333,
-    },
-    Fixture {
-        name: "mediarecorder-opus-pause.webm",
-        duration_ms: 6009,
-        clusters: 6,
-        packets: 100,
-    },
+    Fixture { name: "mediarecorder-opus-3s.webm", duration_ms: 3000, clusters: 3, packets: 50 },
+    Fixture { name: "mediarecorder-opus-20s.webm", duration_ms: 19980, clusters: 20, packets: 333 },
+    Fixture { name: "mediarecorder-opus-pause.webm", duration_ms: 6009, clusters: 6, packets: 100 },
 ];
 
 pub fn data(name: &str) -> Vec<u8> {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "data", name]
-        .iter()
-        .collect();
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "data", name].iter().collect();
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -66,18 +49,13 @@ pub fn vint(buf: &[u8], pos: usize) -> (Option<u64>, usize) {
 /// (id, data_start, size)
 pub fn header(buf: &[u8], pos: usize) -> (u32, usize, Option<u64>) {
     let len = buf[pos].leading_zeros() as usize + 1;
-    let id = buf[pos..pos + len]
-        .iter()
-        .fold(0u32, |a, &b| (a << 8) | b as u32);
+    let id = buf[pos..pos + len].iter().fold(0u32, |a, &b| (a << 8) | b as u32);
     let (size, slen) = vint(buf, pos + len);
     (id, pos + len + slen, size)
 }
 
 fn is_top_level(id: u32) -> bool {
-    matches!(
-        id,
-        CLUSTER | INFO | CUES | SEEK_HEAD | TAGS | 0x1654_AE6B | 0x1043_A770 | 0x1941_A469
-    )
+    matches!(id, CLUSTER | INFO | CUES | SEEK_HEAD | TAGS | 0x1654_AE6B | 0x1043_A770 | 0x1941_A469)
 }
 
 pub struct El {
@@ -122,19 +100,10 @@ pub fn parse(buf: &[u8]) -> File {
             }
         };
         assert!(end <= seg_end);
-        top.push(El {
-            id,
-            start: pos,
-            data_start: ds,
-            end,
-        });
+        top.push(El { id, start: pos, data_start: ds, end });
         pos = end;
     }
-    File {
-        ebml_header_end,
-        segment_data_start: seg_ds,
-        top,
-    }
+    File { ebml_header_end, segment_data_start: seg_ds, top }
 }
 
 pub fn uint(b: &[u8]) -> u64 {
@@ -177,12 +146,7 @@ pub fn blocks(buf: &[u8]) -> Vec<Blk> {
                 0xA3 => {
                     let (_, tlen) = vint(buf, ds);
                     let rel = i16::from_be_bytes([buf[ds + tlen], buf[ds + tlen + 1]]) as i64;
-                    out.push(Blk {
-                        start: p,
-                        end,
-                        time_ms: tc + rel,
-                        payload: buf[ds + tlen + 3..end].to_vec(),
-                    });
+                    out.push(Blk { start: p, end, time_ms: tc + rel, payload: buf[ds + tlen + 3..end].to_vec() });
                 }
                 _ => {}
             }
@@ -223,11 +187,7 @@ pub fn cues(buf: &[u8]) -> Vec<Cue> {
     for el in f.top.iter().filter(|e| e.id == CUES) {
         for (id, ds, end) in children(buf, el.data_start, el.end) {
             assert_eq!(id, 0xBB, "Cues holds only CuePoints");
-            let mut cue = Cue {
-                time: u64::MAX,
-                track: 0,
-                cluster_pos: u64::MAX,
-            };
+            let mut cue = Cue { time: u64::MAX, track: 0, cluster_pos: u64::MAX };
             for (id, ds, end) in children(buf, ds, end) {
                 match id {
                     0xB3 => cue.time = uint(&buf[ds..end]),
@@ -291,13 +251,7 @@ pub fn with_known_sizes_and_tags(buf: &[u8]) -> Vec<u8> {
         }
     }
     // Tags { Tag { SimpleTag { TagName "TITLE", TagString "take" } } }
-    let simple = [
-        &[0x45, 0xA3, 0x85][..],
-        b"TITLE",
-        &[0x44, 0x87, 0x84],
-        b"take",
-    ]
-    .concat();
+    let simple = [&[0x45, 0xA3, 0x85][..], b"TITLE", &[0x44, 0x87, 0x84], b"take"].concat();
     let tag = [&[0x67, 0xC8, 0x80 | simple.len() as u8][..], &simple].concat();
     let tags = [&[0x73, 0x73, 0x80 | tag.len() as u8][..], &tag].concat();
     body.extend_from_slice(&[0x12, 0x54, 0xC3, 0x67, 0x80 | tags.len() as u8]);

@@ -70,7 +70,8 @@ impl Db {
     /// had none (two concurrent calls agree on one). `None` when the record
     /// is missing or live.
     pub async fn share_record(&self, id: Uuid, token: &str) -> Result<Option<String>, sqlx::Error> {
-        let set = format!("UPDATE records SET share_token = $2 WHERE id = $1 AND share_token IS NULL AND status IN {SAVED}");
+        let set =
+            format!("UPDATE records SET share_token = $2 WHERE id = $1 AND share_token IS NULL AND status IN {SAVED}");
         let get = format!("SELECT share_token FROM records WHERE id = $1 AND status IN {SAVED}");
         on_pool!(self, p => {
             sqlx::query(&set).bind(id).bind(token).execute(p).await?;

@@ -162,11 +162,7 @@ impl Db {
     pub async fn connect(url: &str) -> Result<Db, sqlx::Error> {
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Db::Postgres(
-                PgPoolOptions::new()
-                    .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(10))
-                    .connect(url)
-                    .await?,
+                PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?,
             )
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
@@ -175,10 +171,10 @@ impl Db {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
-            if let Some(parent) = options.get_filename().parent() {
-                if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
-                }
+            if let Some(parent) = options.get_filename().parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
             }
             Db::Sqlite(SqlitePoolOptions::new().max_connections(8).connect_with(options).await?)
         } else {
@@ -289,7 +285,8 @@ impl Db {
     /// already did: only the caller that gets `true` finalizes it.
     pub async fn claim_for_finalize(&self, id: Uuid) -> Result<bool, sqlx::Error> {
         let sql = "UPDATE records SET status = 'finalizing', updated_at = $2 WHERE id = $1 AND status = 'recording'";
-        let done = on_pool!(self, p => sqlx::query(sql).bind(id).bind(now()).execute(p).await.map(|r| r.rows_affected()))?;
+        let done =
+            on_pool!(self, p => sqlx::query(sql).bind(id).bind(now()).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }
 
@@ -341,14 +338,16 @@ impl Db {
 
     /// Records whose audio waits in the spool for an upload.
     pub async fn pending_uploads(&self) -> Result<Vec<RecordRow>, sqlx::Error> {
-        let sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE status = 'pending' ORDER BY updated_at LIMIT 100");
+        let sql =
+            format!("SELECT {RECORD_COLUMNS} FROM records WHERE status = 'pending' ORDER BY updated_at LIMIT 100");
         on_pool!(self, p => sqlx::query_as(&sql).fetch_all(p).await)
     }
 
     /// A record's waveform peaks (empty when its client sent none).
     pub async fn record_peaks(&self, id: Uuid) -> Result<Vec<u8>, sqlx::Error> {
         let sql = "SELECT peaks FROM records WHERE id = $1";
-        let peaks: Option<Option<Vec<u8>>> = on_pool!(self, p => sqlx::query_scalar(sql).bind(id).fetch_optional(p).await)?;
+        let peaks: Option<Option<Vec<u8>>> =
+            on_pool!(self, p => sqlx::query_scalar(sql).bind(id).fetch_optional(p).await)?;
         Ok(peaks.flatten().unwrap_or_default())
     }
 

@@ -59,9 +59,16 @@ async fn suite(db: &Db) {
     assert_eq!(db.record_peaks(ids[0]).await.unwrap(), vec![3, 200, 7]);
     assert_eq!(db.record_peaks(ids[1]).await.unwrap(), Vec::<u8>::new());
     assert!(db.claim_for_finalize(ids[2]).await.unwrap());
-    db.finish_recording(ids[2], &FinishedRecording { status: StoredStatus::Pending, outcome: Some(StoredStatus::Interrupted), ..finished.clone() })
-        .await
-        .unwrap();
+    db.finish_recording(
+        ids[2],
+        &FinishedRecording {
+            status: StoredStatus::Pending,
+            outcome: Some(StoredStatus::Interrupted),
+            ..finished.clone()
+        },
+    )
+    .await
+    .unwrap();
     let listed: Vec<Uuid> = db.records_of(u.id).await.unwrap().iter().map(|r| r.id).collect();
     assert_eq!(listed, vec![ids[2], ids[0]], "newest first, live take hidden");
     let pending = db.pending_uploads().await.unwrap();

@@ -17,7 +17,10 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         Ok(Ok(())) => (StatusCode::OK, Json(Health { status: "ok".into(), error: None })),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "health check: database error");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable".into(), error: Some("database error".into()) }))
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(Health { status: "unavailable".into(), error: Some("database error".into()) }),
+            )
         }
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,

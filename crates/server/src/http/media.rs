@@ -44,10 +44,13 @@ async fn media(
         return Err(AppError::Forbidden("This link is incomplete; get a fresh one from your recordings.".into()));
     };
     state.links.verify(id, exp, sig).map_err(|e| match e {
-        LinkError::Expired => AppError::Forbidden("This link has expired; get a fresh one from your recordings.".into()),
+        LinkError::Expired => {
+            AppError::Forbidden("This link has expired; get a fresh one from your recordings.".into())
+        }
         LinkError::BadSignature => AppError::Forbidden("This link is not valid.".into()),
     })?;
-    let row = state.db.record(id).await?.ok_or_else(|| AppError::NotFound("This recording no longer exists.".into()))?;
+    let row =
+        state.db.record(id).await?.ok_or_else(|| AppError::NotFound("This recording no longer exists.".into()))?;
     let download = q.download.is_some_and(|d| d != "0");
     serve(&state, &row, &headers, download, Delivery::RedirectWhereStored).await
 }
@@ -65,18 +68,30 @@ pub enum Delivery {
 
 /// Answers a request for a record's audio: whole or a `Range` of it, with
 /// validators, from the storage (or the spool while the upload is pending).
-pub async fn serve(state: &AppState, row: &RecordRow, headers: &HeaderMap, download: bool, delivery: Delivery) -> AppResult<Response> {
+pub async fn serve(
+    state: &AppState,
+    row: &RecordRow,
+    headers: &HeaderMap,
+    download: bool,
+    delivery: Delivery,
+) -> AppResult<Response> {
     let disposition = content_disposition(row, download);
-    let key = row.storage_key.clone().ok_or_else(|| AppError::NotFound("This recording is still being recorded.".into()))?;
+    let key =
+        row.storage_key.clone().ok_or_else(|| AppError::NotFound("This recording is still being recorded.".into()))?;
 
     match row.status() {
         StoredStatus::Ready | StoredStatus::Interrupted => {
             // Presigned URLs last as long as a link would (at least a minute, S3 allows a week).
-            let ttl = state.config.limits.link_ttl.clamp(std::time::Duration::from_secs(60), std::time::Duration::from_secs(7 * 24 * 3600));
-            if !download && delivery == Delivery::RedirectWhereStored {
-                if let Some(url) = state.storage.presigned_get(&key, ttl).await? {
-                    return Ok(Redirect::temporary(&url).into_response());
-                }
+            let ttl = state
+                .config
+                .limits
+                .link_ttl
+                .clamp(std::time::Duration::from_secs(60), std::time::Duration::from_secs(7 * 24 * 3600));
+            if !download
+                && delivery == Delivery::RedirectWhereStored
+                && let Some(url) = state.storage.presigned_get(&key, ttl).await?
+            {
+                return Ok(Redirect::temporary(&url).into_response());
             }
             let size = match state.storage.size(&key).await {
                 Ok(size) => size,
@@ -131,10 +146,13 @@ fn tokio_util_stream(
 
 fn content_disposition(row: &RecordRow, download: bool) -> String {
     let ext = extension_for(&row.mime_type);
-    let base: String = row.name.chars().map(|c| if c.is_ascii_alphanumeric() || " -_.".contains(c) { c } else { '_' }).collect();
+    let base: String =
+        row.name.chars().map(|c| if c.is_ascii_alphanumeric() || " -_.".contains(c) { c } else { '_' }).collect();
     let encoded: String = format!("{}.{ext}", row.name)
         .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
+        })
         .collect();
     format!(
         "{}; filename=\"{}.{ext}\"; filename*=UTF-8''{encoded}",
@@ -164,7 +182,10 @@ fn plan(row: &RecordRow, headers: &HeaderMap, size: u64) -> AppResult<Plan> {
             RangeSpec::Ignore => None,
             RangeSpec::Satisfiable(r) => Some(r),
             RangeSpec::Unsatisfiable => {
-                return Err(AppError::RangeNotSatisfiable(format!("The range `{spec}` is outside the {size} bytes of this recording."), size));
+                return Err(AppError::RangeNotSatisfiable(
+                    format!("The range `{spec}` is outside the {size} bytes of this recording."),
+                    size,
+                ));
             }
         },
         _ => None,

@@ -53,7 +53,11 @@ fn cors(state: &AppState) -> CorsLayer {
     if let Ok(own) = state.config.public_url.parse() {
         origins.push(own);
     }
-    let allow = if state.config.allowed_origins.iter().any(|o| o == "*") { AllowOrigin::any() } else { AllowOrigin::list(origins) };
+    let allow = if state.config.allowed_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins)
+    };
     CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
@@ -104,9 +108,37 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| AppError::BadRequest("The path must end with an id.".into()))?;
-        raw.trim()
-            .parse()
-            .map(IdPath)
-            .map_err(|_| AppError::BadRequest(format!("`{raw}` is not a valid id (a UUID like 2f1c0c8e-3d5b-4c1e-9a53-0f6f1c2b7d9a).")))
+        raw.trim().parse().map(IdPath).map_err(|_| {
+            AppError::BadRequest(format!(
+                "`{raw}` is not a valid id (a UUID like 2f1c0c8e-3d5b-4c1e-9a53-0f6f1c2b7d9a)."
+            ))
+        })
     }
+}
+
+/// The trimmed `name` of a JSON body like `{"name": "Ada"}`, 1 to `max`
+/// characters (not bytes), or an error saying what is wrong: 400 when the
+/// body is not a JSON object, 422 when the name is missing or unfit.
+pub fn name_from_body(body: &[u8], max: usize, example: &str) -> Result<String, AppError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| AppError::BadRequest(format!("The body must be JSON like {{\"name\": \"{example}\"}}.")))?;
+    let object = value.as_object().ok_or_else(|| {
+        AppError::BadRequest(format!("The body must be a JSON object like {{\"name\": \"{example}\"}}."))
+    })?;
+    let name = match object.get("name") {
+        None | Some(serde_json::Value::Null) => return Err(AppError::Unprocessable("`name` is missing.".into())),
+        Some(serde_json::Value::String(s)) => s.trim(),
+        Some(_) => return Err(AppError::Unprocessable("`name` must be a string.".into())),
+    };
+    if name.is_empty() {
+        return Err(AppError::Unprocessable("`name` is empty: type at least one character.".into()));
+    }
+    let len = audiobook_wire::char_len(name);
+    if len > max {
+        return Err(AppError::Unprocessable(format!("`name` is {len} characters long; at most {max} are allowed.")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AppError::Unprocessable("`name` must not contain control characters.".into()));
+    }
+    Ok(name.to_string())
 }

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use audiobook_wire::{MAX_RECORDING_NAME_CHARS, Record, ShareLink, SharedRecording, char_len};
+use audiobook_wire::{MAX_RECORDING_NAME_CHARS, Record, ShareLink, SharedRecording};
 
 use super::IdPath;
 use crate::AppState;
@@ -38,7 +38,8 @@ pub fn router() -> Router<AppState> {
 /// The record `id` if `me` owns it: 404 when there is none, 403 when it is
 /// someone else's.
 async fn owned(state: &AppState, id: Uuid, me: Uuid) -> AppResult<RecordRow> {
-    let row = state.db.record(id).await?.ok_or_else(|| AppError::NotFound("There is no recording with this id.".into()))?;
+    let row =
+        state.db.record(id).await?.ok_or_else(|| AppError::NotFound("There is no recording with this id.".into()))?;
     if row.user_id != me {
         return Err(AppError::Forbidden("This recording belongs to another user.".into()));
     }
@@ -62,52 +63,42 @@ async fn rename(
         _ => AppError::BadRequest("The request body could not be read.".into()),
     })?;
     let name = parse_recording_name(&body)?;
-    let row = state.db.rename_record(id, &name).await?.ok_or_else(|| AppError::NotFound("This recording was just deleted.".into()))?;
+    let row = state
+        .db
+        .rename_record(id, &name)
+        .await?
+        .ok_or_else(|| AppError::NotFound("This recording was just deleted.".into()))?;
     tracing::info!(recording_id = %id, user_id = %me.id, "recording renamed");
     Ok(Json(state.links.record(&row)))
 }
 
 /// The trimmed name from a rename body, or an error saying what is wrong.
 pub fn parse_recording_name(body: &[u8]) -> AppResult<String> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|_| AppError::BadRequest("The body must be JSON like {\"name\": \"Interview\"}.".into()))?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| AppError::BadRequest("The body must be a JSON object like {\"name\": \"Interview\"}.".into()))?;
-    let name = match object.get("name") {
-        None | Some(serde_json::Value::Null) => return Err(AppError::Unprocessable("`name` is missing.".into())),
-        Some(serde_json::Value::String(s)) => s.trim(),
-        Some(_) => return Err(AppError::Unprocessable("`name` must be a string.".into())),
-    };
-    if name.is_empty() {
-        return Err(AppError::Unprocessable("`name` is empty: type at least one character.".into()));
-    }
-    let len = char_len(name);
-    if len > MAX_RECORDING_NAME_CHARS {
-        return Err(AppError::Unprocessable(format!(
-            "`name` is {len} characters long; at most {MAX_RECORDING_NAME_CHARS} are allowed."
-        )));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(AppError::Unprocessable("`name` must not contain control characters.".into()));
-    }
-    Ok(name.to_string())
+    super::name_from_body(body, MAX_RECORDING_NAME_CHARS, "Interview")
 }
 
 /// `DELETE /recordings/:id` → 204. The audio goes first: if the storage
 /// does not answer, nothing is deleted and the client can try again; once
 /// the row is gone, its `link` (and any share link) answers 404.
-async fn delete(IdPath(id): IdPath, CurrentUser(me): CurrentUser, State(state): State<AppState>) -> AppResult<Response> {
+async fn delete(
+    IdPath(id): IdPath,
+    CurrentUser(me): CurrentUser,
+    State(state): State<AppState>,
+) -> AppResult<Response> {
     let row = owned(&state, id, me.id).await?;
     if is_live(&row) {
-        return Err(AppError::Conflict("This recording is still being recorded or saved; stop it first, then delete it.".into()));
+        return Err(AppError::Conflict(
+            "This recording is still being recorded or saved; stop it first, then delete it.".into(),
+        ));
     }
     if let Some(key) = &row.storage_key {
         state.storage.delete(key).await?;
     }
     match state.db.delete_saved_record(id).await? {
         DeleteOutcome::Deleted | DeleteOutcome::Missing => {}
-        DeleteOutcome::Live => return Err(AppError::Conflict("This recording is still being saved; try again in a moment.".into())),
+        DeleteOutcome::Live => {
+            return Err(AppError::Conflict("This recording is still being saved; try again in a moment.".into()));
+        }
     }
     // A pending record's audio waits in the spool for its upload. (An upload
     // retry already in flight may still land after this; its object is then
@@ -129,7 +120,9 @@ async fn delete(IdPath(id): IdPath, CurrentUser(me): CurrentUser, State(state): 
 async fn share(IdPath(id): IdPath, CurrentUser(me): CurrentUser, State(state): State<AppState>) -> AppResult<Response> {
     let row = owned(&state, id, me.id).await?;
     if is_live(&row) {
-        return Err(AppError::Conflict("This recording is still being recorded or saved; share it once it is saved.".into()));
+        return Err(AppError::Conflict(
+            "This recording is still being recorded or saved; share it once it is saved.".into(),
+        ));
     }
     let (fresh, _) = new_token();
     let Some(token) = state.db.share_record(id, &fresh).await? else {
@@ -147,7 +140,11 @@ async fn share(IdPath(id): IdPath, CurrentUser(me): CurrentUser, State(state): S
 
 /// `DELETE /recordings/:id/share` → 204; the share URL answers 404 from now
 /// on (revoking twice is fine).
-async fn unshare(IdPath(id): IdPath, CurrentUser(me): CurrentUser, State(state): State<AppState>) -> AppResult<StatusCode> {
+async fn unshare(
+    IdPath(id): IdPath,
+    CurrentUser(me): CurrentUser,
+    State(state): State<AppState>,
+) -> AppResult<StatusCode> {
     owned(&state, id, me.id).await?;
     state.db.unshare_record(id).await?;
     tracing::info!(recording_id = %id, user_id = %me.id, "share link revoked");
@@ -161,7 +158,8 @@ const GONE: &str = "This share link does not exist or was revoked by its owner."
 /// The recording shared under `token`; 404 for anything else (an unknown,
 /// revoked or malformed token, or a recording deleted since).
 async fn shared(state: &AppState, token: &str) -> AppResult<RecordRow> {
-    let plausible = (16..=128).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let plausible =
+        (16..=128).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !plausible {
         return Err(AppError::NotFound(GONE.into()));
     }
@@ -196,9 +194,10 @@ async fn share_page(Path(token): Path<String>, headers: HeaderMap, State(state):
             );
             private(response)
         }
-        Err(AppError::NotFound(message)) if wants_html(&headers) => {
-            private((StatusCode::NOT_FOUND, Html(page("Link not available", &format!("<p>{}</p>", escape_html(&message))))).into_response())
-        }
+        Err(AppError::NotFound(message)) if wants_html(&headers) => private(
+            (StatusCode::NOT_FOUND, Html(page("Link not available", &format!("<p>{}</p>", escape_html(&message)))))
+                .into_response(),
+        ),
         Err(e) => private(e.into_response()),
     }
 }
@@ -245,7 +244,8 @@ async fn share_info(Path(token): Path<String>, State(state): State<AppState>) ->
 fn share_html(row: &RecordRow, token: &str) -> String {
     let name = escape_html(&row.name);
     let when = row.created_at.format("%-d %B %Y, %H:%M UTC");
-    let duration = if row.duration_ms > 0 { format!(" · {}", format_duration(row.duration_ms as u64)) } else { String::new() };
+    let duration =
+        if row.duration_ms > 0 { format!(" · {}", format_duration(row.duration_ms as u64)) } else { String::new() };
     let body = format!(
         "<h1>{name}</h1>\n<p class=\"meta\"><time datetime=\"{iso}\">{when}</time>{duration}</p>\n\
          <audio controls preload=\"metadata\" src=\"/s/{token}/audio\"></audio>\n\
@@ -306,8 +306,14 @@ mod tests {
     #[test]
     fn recording_names_are_checked_in_characters() {
         assert_eq!(parse_recording_name(br#"{"name": "  Talk  "}"#).unwrap(), "Talk");
-        assert_eq!(parse_recording_name(format!("{{\"name\": \"{}\"}}", "é".repeat(50)).as_bytes()).unwrap(), "é".repeat(50));
-        assert_eq!(parse_recording_name(format!("{{\"name\": \"{}\"}}", "é".repeat(51)).as_bytes()).unwrap_err().status(), 422);
+        assert_eq!(
+            parse_recording_name(format!("{{\"name\": \"{}\"}}", "é".repeat(50)).as_bytes()).unwrap(),
+            "é".repeat(50)
+        );
+        assert_eq!(
+            parse_recording_name(format!("{{\"name\": \"{}\"}}", "é".repeat(51)).as_bytes()).unwrap_err().status(),
+            422
+        );
         assert_eq!(parse_recording_name(br#"{"name": ""}"#).unwrap_err().status(), 422);
         assert_eq!(parse_recording_name(br#"{"name": 5}"#).unwrap_err().status(), 422);
         assert_eq!(parse_recording_name(br#"{"name": "a\nb"}"#).unwrap_err().status(), 422);

@@ -59,9 +59,10 @@ async fn list(
     });
     let mut response = Json(records(&state, &rows)).into_response();
     if let Some(Some(cursor)) = next {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(NEXT_CURSOR_HEADER), HeaderValue::from_str(&cursor).expect("base64 is ASCII"));
+        response.headers_mut().insert(
+            HeaderName::from_static(NEXT_CURSOR_HEADER),
+            HeaderValue::from_str(&cursor).expect("base64 is ASCII"),
+        );
     }
     Ok(response)
 }
@@ -85,7 +86,9 @@ fn parse_params(p: &ListParams) -> AppResult<RecordQuery> {
     let before = match p.before.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(raw) => Some(decode_cursor(raw).ok_or_else(|| {
-            AppError::BadRequest("`before` is not a cursor this server gave out; start again from the first page.".into())
+            AppError::BadRequest(
+                "`before` is not a cursor this server gave out; start again from the first page.".into(),
+            )
         })?),
     };
     let name_contains = match p.q.as_deref().map(str::trim) {

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use audiobook_wire::{MAX_USER_NAME_CHARS, Onboarded, User, char_len};
+use audiobook_wire::{MAX_USER_NAME_CHARS, Onboarded, User};
 
 use super::IdPath;
 use crate::AppState;
@@ -17,7 +17,10 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `POST /onboard {"name": "..."}` → 201 with the user and its token.
-async fn onboard(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> AppResult<(StatusCode, Json<Onboarded>)> {
+async fn onboard(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> AppResult<(StatusCode, Json<Onboarded>)> {
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge("The request body is too large.".into()),
         _ => AppError::BadRequest("The request body could not be read.".into()),
@@ -31,31 +34,15 @@ async fn onboard(State(state): State<AppState>, body: Result<Bytes, BytesRejecti
 
 /// The trimmed name from an onboard body, or an error saying what is wrong.
 pub fn parse_name(body: &[u8]) -> AppResult<String> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|_| AppError::BadRequest("The body must be JSON like {\"name\": \"Ada\"}.".into()))?;
-    let object = value.as_object().ok_or_else(|| AppError::BadRequest("The body must be a JSON object like {\"name\": \"Ada\"}.".into()))?;
-    let name = match object.get("name") {
-        None | Some(serde_json::Value::Null) => return Err(AppError::Unprocessable("`name` is missing.".into())),
-        Some(serde_json::Value::String(s)) => s.trim(),
-        Some(_) => return Err(AppError::Unprocessable("`name` must be a string.".into())),
-    };
-    if name.is_empty() {
-        return Err(AppError::Unprocessable("`name` is empty: type at least one character.".into()));
-    }
-    let len = char_len(name);
-    if len > MAX_USER_NAME_CHARS {
-        return Err(AppError::Unprocessable(format!(
-            "`name` is {len} characters long; at most {MAX_USER_NAME_CHARS} are allowed."
-        )));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(AppError::Unprocessable("`name` must not contain control characters.".into()));
-    }
-    Ok(name.to_string())
+    super::name_from_body(body, MAX_USER_NAME_CHARS, "Ada")
 }
 
 /// `GET /profile/:id` → the user, to its owner only.
-async fn profile(IdPath(id): IdPath, CurrentUser(me): CurrentUser, State(state): State<AppState>) -> AppResult<Json<User>> {
+async fn profile(
+    IdPath(id): IdPath,
+    CurrentUser(me): CurrentUser,
+    State(state): State<AppState>,
+) -> AppResult<Json<User>> {
     owner_only(&state, id, me.id).await?;
     Ok(Json(me.into()))
 }

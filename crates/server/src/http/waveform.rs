@@ -17,8 +17,13 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/recordings/{id}/waveform", get(waveform))
 }
 
-async fn waveform(IdPath(id): IdPath, CurrentUser(me): CurrentUser, State(state): State<AppState>) -> AppResult<Json<Waveform>> {
-    let row = state.db.record(id).await?.ok_or_else(|| AppError::NotFound("There is no recording with this id.".into()))?;
+async fn waveform(
+    IdPath(id): IdPath,
+    CurrentUser(me): CurrentUser,
+    State(state): State<AppState>,
+) -> AppResult<Json<Waveform>> {
+    let row =
+        state.db.record(id).await?.ok_or_else(|| AppError::NotFound("There is no recording with this id.".into()))?;
     if row.user_id != me.id {
         return Err(AppError::Forbidden("This recording belongs to another user.".into()));
     }

@@ -9,22 +9,22 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use socketioxide::SocketIo;
-use socketioxide::handler::ConnectHandler;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use audiobook_wire::{
-    AppendAck, AppendChunk, AppendErr, AppendOk, Failure, HandshakeAuth, RecordingError as WireRecordingError, ResumeAck,
-    ResumeOk, ResumeRecording, StartAck, StartRecording, StopAck, StopOk, StopRecording, events, monostate,
+    AppendAck, AppendChunk, AppendErr, AppendOk, Failure, HandshakeAuth, RecordingError as WireRecordingError,
+    ResumeAck, ResumeOk, ResumeRecording, StartAck, StartRecording, StopAck, StopOk, StopRecording, events, monostate,
 };
 
 mod payload;
 
 use crate::AppState;
-use payload::ChunkPayload;
 use crate::db::UserRow;
 use crate::recording::RecordingError;
+use payload::ChunkPayload;
 
 type Parsed<T> = Result<T, socketioxide::ParserError>;
 
@@ -67,7 +67,8 @@ async fn authenticate(
     TryData(auth): TryData<HandshakeAuth>,
     State(state): State<AppState>,
 ) -> Result<(), AuthRefused> {
-    let token = auth.map_err(|_| AuthRefused("Authentication required: connect with auth {\"token\": \"<token>\"}."))?.token;
+    let token =
+        auth.map_err(|_| AuthRefused("Authentication required: connect with auth {\"token\": \"<token>\"}."))?.token;
     match crate::auth::user_for_token(&state.db, &token).await {
         Ok(Some(user)) => {
             s.extensions.insert(SocketUser(Arc::new(user)));
@@ -131,12 +132,10 @@ impl Worker {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         while let Some(cmd) = rx.recv().await {
             match cmd {
-                Command::Start(req, ack) => {
-                    match self.start(req).await {
-                        Ok(ok) => send_ack(ack, &ok),
-                        Err(e) => send_ack(ack, &e),
-                    }
-                }
+                Command::Start(req, ack) => match self.start(req).await {
+                    Ok(ok) => send_ack(ack, &ok),
+                    Err(e) => send_ack(ack, &e),
+                },
                 Command::Append(req, ack) => {
                     let reply = self.append(req).await;
                     if let AppendAck::Err(e) = &reply {
@@ -170,7 +169,8 @@ impl Worker {
     }
 
     fn emit_error(&self, recording_id: Option<Uuid>, error: &str) {
-        let _ = self.socket.emit(events::RECORDING_ERROR, &WireRecordingError { recording_id, error: error.to_string() });
+        let _ =
+            self.socket.emit(events::RECORDING_ERROR, &WireRecordingError { recording_id, error: error.to_string() });
     }
 
     async fn use_recording(&mut self, id: Uuid) {
@@ -181,7 +181,9 @@ impl Worker {
     }
 
     async fn start(&mut self, req: Parsed<StartRecording>) -> Result<StartAck, Failure> {
-        let req = req.map_err(|e| Failure::new(format!("start-recording needs {{\"mime_type\": string, \"name\"?: string}} ({e}).")))?;
+        let req = req.map_err(|e| {
+            Failure::new(format!("start-recording needs {{\"mime_type\": string, \"name\"?: string}} ({e})."))
+        })?;
         let id = self
             .state
             .recordings
@@ -197,7 +199,9 @@ impl Worker {
             Ok(c) => c,
             Err(e) => {
                 return append_err(
-                    format!("append-recording needs {{\"data\": binary, \"final\": bool, \"seq\"?: int, \"recording_id\"?: uuid}} ({e})."),
+                    format!(
+                        "append-recording needs {{\"data\": binary, \"final\": bool, \"seq\"?: int, \"recording_id\"?: uuid}} ({e})."
+                    ),
                     None,
                     None,
                 );
@@ -205,7 +209,9 @@ impl Worker {
         };
         let id = match chunk.recording_id.or(self.current) {
             Some(id) => id,
-            None if chunk.data.is_none() => return append_err("There is no recording to end on this connection.".into(), None, None),
+            None if chunk.data.is_none() => {
+                return append_err("There is no recording to end on this connection.".into(), None, None);
+            }
             // Original clients: the first chunk opens the socket's take.
             None => {
                 let mime = chunk.mime_type.as_deref().unwrap_or("audio/webm");
@@ -231,12 +237,21 @@ impl Worker {
                     Err(e) => append_err(e.to_string(), Some(id), e.next_seq()),
                 };
             }
-            return append_err("This chunk has no data: send the audio as a binary `data` field.".into(), Some(id), None);
+            return append_err(
+                "This chunk has no data: send the audio as a binary `data` field.".into(),
+                Some(id),
+                None,
+            );
         };
         match self.state.recordings.append(self.user.id, id, chunk.seq, data, chunk.peaks).await {
             Ok(p) => {
                 self.use_recording(id).await;
-                AppendAck::Ok(AppendOk { ok: monostate::True, recording_id: id, seq: p.seq, received_bytes: p.received_bytes })
+                AppendAck::Ok(AppendOk {
+                    ok: monostate::True,
+                    recording_id: id,
+                    seq: p.seq,
+                    received_bytes: p.received_bytes,
+                })
             }
             Err(e) => {
                 if matches!(e, RecordingError::Gap { .. } | RecordingError::RecordingTooLarge { .. }) {
@@ -250,7 +265,11 @@ impl Worker {
     async fn resume(&mut self, req: Parsed<ResumeRecording>) -> ResumeAck {
         let req = match req {
             Ok(r) => r,
-            Err(e) => return ResumeAck::Err(Failure::new(format!("resume-recording needs {{\"recording_id\": uuid}} ({e})."))),
+            Err(e) => {
+                return ResumeAck::Err(Failure::new(format!(
+                    "resume-recording needs {{\"recording_id\": uuid}} ({e})."
+                )));
+            }
         };
         match self.state.recordings.resume(self.user.id, req.recording_id).await {
             Ok(p) => {

@@ -24,7 +24,9 @@ impl<A: Adapter> FromMessageParts<A> for ChunkPayload {
 
     fn from_message_parts(_: &Arc<Socket<A>>, v: &mut Value, _: &Option<i64>) -> Result<Self, Infallible> {
         Ok(ChunkPayload(match v {
-            Value::Str(text, attachments) => decode(text.as_str(), attachments.take().map(Vec::from).unwrap_or_default()),
+            Value::Str(text, attachments) => {
+                decode(text.as_str(), attachments.take().map(Vec::from).unwrap_or_default())
+            }
             Value::Bytes(_) => Err("expected a JSON object with a binary `data` field".into()),
         }))
     }
@@ -43,7 +45,9 @@ pub fn decode(text: &str, attachments: Vec<Bytes>) -> Result<AppendChunk, String
         }
         // Clients without binary support may send an array of byte values.
         Some(array @ serde_json::Value::Array(_)) => Some(
-            serde_json::from_value::<Vec<u8>>(array).map(Bytes::from).map_err(|_| "`data` must be binary".to_string())?,
+            serde_json::from_value::<Vec<u8>>(array)
+                .map(Bytes::from)
+                .map_err(|_| "`data` must be binary".to_string())?,
         ),
         Some(_) => return Err("`data` must be binary (an ArrayBuffer, Blob or Buffer)".into()),
     };
@@ -80,7 +84,8 @@ mod tests {
         assert_eq!((chunk.seq, chunk.is_final), (Some(3), false));
         let text = r#"["append-recording",{"data":{"_placeholder":true,"num":0},"peaks":[1,255,3]}]"#;
         assert_eq!(decode(text, vec![Bytes::from_static(b"x")]).unwrap().peaks, Some(vec![1, 255, 3]));
-        let text = r#"["append-recording",{"data":{"_placeholder":true,"num":0},"peaks":{"_placeholder":true,"num":1}}]"#;
+        let text =
+            r#"["append-recording",{"data":{"_placeholder":true,"num":0},"peaks":{"_placeholder":true,"num":1}}]"#;
         let chunk = decode(text, vec![Bytes::from_static(b"x"), Bytes::from_static(&[9, 8])]).unwrap();
         assert_eq!(chunk.peaks, Some(vec![9, 8]));
     }
@@ -91,8 +96,15 @@ mod tests {
         assert!(end.data.is_none() && end.is_final);
         assert!(decode(r#"["append-recording","text"]"#, vec![]).is_err());
         assert!(decode(r#"["append-recording",{"data":5}]"#, vec![]).unwrap_err().contains("binary"));
-        assert!(decode(r#"["append-recording",{"data":{"_placeholder":true,"num":1}}]"#, vec![]).unwrap_err().contains("missing"));
+        assert!(
+            decode(r#"["append-recording",{"data":{"_placeholder":true,"num":1}}]"#, vec![])
+                .unwrap_err()
+                .contains("missing")
+        );
         assert!(decode(r#"["append-recording",{"data":null,"seq":-1}]"#, vec![]).is_err());
-        assert_eq!(decode(r#"["append-recording",{"data":[1,2]}]"#, vec![]).unwrap().data.as_deref(), Some(&[1u8, 2][..]));
+        assert_eq!(
+            decode(r#"["append-recording",{"data":[1,2]}]"#, vec![]).unwrap().data.as_deref(),
+            Some(&[1u8, 2][..])
+        );
     }
 }

@@ -262,7 +262,12 @@ impl Recordings {
             return Err(RecordingError::AlreadySaved(id));
         }
         live.last_activity = Instant::now();
-        Ok(Progress { recording_id: id, seq: live.spool.chunks, next_seq: live.spool.chunks, received_bytes: live.spool.bytes })
+        Ok(Progress {
+            recording_id: id,
+            seq: live.spool.chunks,
+            next_seq: live.spool.chunks,
+            received_bytes: live.spool.bytes,
+        })
     }
 
     /// A socket starts using a recording (it no longer counts as abandoned).
@@ -303,10 +308,10 @@ impl Recordings {
         if guard.closed {
             return Err(RecordingError::Busy(id));
         }
-        if let Some(expected) = expected_chunks {
-            if expected > guard.spool.chunks {
-                return Err(RecordingError::MissingChunks { next_seq: guard.spool.chunks, expected });
-            }
+        if let Some(expected) = expected_chunks
+            && expected > guard.spool.chunks
+        {
+            return Err(RecordingError::MissingChunks { next_seq: guard.spool.chunks, expected });
         }
         if guard.spool.chunks == 0 {
             return Err(RecordingError::Empty);
@@ -324,7 +329,12 @@ impl Recordings {
         let result = finalize::finalize(
             &self.db,
             &self.storage,
-            &finalize::Take { id: live.id, user_id: live.user_id, mime_type: live.mime_type.clone(), paths: live.spool.paths.clone() },
+            &finalize::Take {
+                id: live.id,
+                user_id: live.user_id,
+                mime_type: live.mime_type.clone(),
+                paths: live.spool.paths.clone(),
+            },
             outcome,
         )
         .await;
@@ -432,7 +442,12 @@ impl Recordings {
             let _ = finalize::finalize(
                 &self.db,
                 &self.storage,
-                &finalize::Take { id: live.id, user_id: live.user_id, mime_type: live.mime_type.clone(), paths: live.spool.paths.clone() },
+                &finalize::Take {
+                    id: live.id,
+                    user_id: live.user_id,
+                    mime_type: live.mime_type.clone(),
+                    paths: live.spool.paths.clone(),
+                },
                 StoredStatus::Interrupted,
             )
             .await;

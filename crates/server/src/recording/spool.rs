@@ -44,10 +44,10 @@ impl SpoolPaths {
     /// Removes every file of the recording (after a confirmed upload).
     pub fn remove(&self) {
         for p in [&self.data, &self.index, &self.fixed, &self.peaks] {
-            if let Err(e) = std::fs::remove_file(p) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(path = %p.display(), error = %e, "cannot remove spool file");
-                }
+            if let Err(e) = std::fs::remove_file(p)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %p.display(), error = %e, "cannot remove spool file");
             }
         }
     }
@@ -175,7 +175,12 @@ mod tests {
         let mut spool = Spool::create(dir.path(), id).unwrap();
         spool.append(Bytes::from_static(b"abc"), None).await.unwrap();
         drop(spool);
-        OpenOptions::new().append(true).open(dir.path().join(format!("{id}.idx"))).unwrap().write_all(&9u64.to_le_bytes()).unwrap();
+        OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(format!("{id}.idx")))
+            .unwrap()
+            .write_all(&9u64.to_le_bytes())
+            .unwrap();
         let spool = Spool::recover(dir.path(), id).unwrap();
         assert_eq!((spool.chunks, spool.bytes), (1, 3));
     }

@@ -5,9 +5,9 @@
 
 use std::path::PathBuf;
 
+use audiobook_server::AppState;
 use audiobook_server::config::{Config, StorageConfig};
 use audiobook_server::testing::{TestDb, postgres_or_skip};
-use audiobook_server::AppState;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Backend {

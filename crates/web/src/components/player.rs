@@ -1,45 +1,171 @@
 use audiobook_wire::Record;
 use leptos::html::Audio;
 use leptos::prelude::*;
+use leptos::task::spawn_local;
+use uuid::Uuid;
+use web_sys::HtmlAudioElement;
 
-use crate::format;
+use super::WaveformSeek;
+use crate::session::use_session;
+use crate::{api, format};
 
-/// The page's one player: native controls (seek bar, keyboard support) on
-/// the chosen recording, with its duration as the browser reads it.
+/// Playback speeds offered, as (rate, label).
+const SPEEDS: [(f64, &str); 5] = [(0.75, "0.75×"), (1.0, "1×"), (1.25, "1.25×"), (1.5, "1.5×"), (2.0, "2×")];
+
+/// Plays or pauses `audio`.
+pub fn toggle_play(audio: &HtmlAudioElement) {
+    if audio.paused() {
+        let _ = audio.play();
+    } else {
+        let _ = audio.pause();
+    }
+}
+
+/// Moves the playhead of `audio` by `delta` seconds, within the take.
+pub fn seek_by(audio: &HtmlAudioElement, delta: f64) {
+    let d = audio.duration();
+    let to = (audio.current_time() + delta).max(0.0);
+    audio.set_current_time(if d.is_finite() { to.min(d) } else { to });
+}
+
+/// The page's one player: the waveform of the chosen recording (or a plain
+/// seek bar for takes without one), play/pause, skip 10 s, and speed.
 #[component]
-pub fn Player(#[prop(into)] record: Signal<Option<Record>>) -> impl IntoView {
-    let audio = NodeRef::<Audio>::new();
+pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio>) -> impl IntoView {
+    let session = use_session();
     let duration = RwSignal::new(None::<f64>);
+    let current = RwSignal::new(0.0_f64);
+    let playing = RwSignal::new(false);
+    let rate = RwSignal::new(1.0_f64);
+    // None while loading; Some(empty) for a take without peaks.
+    let peaks = RwSignal::new(None::<Vec<u8>>);
+    let waveform_of = StoredValue::new(None::<Uuid>);
+
     // A new choice starts playing at once (the click that chose it allows it).
     Effect::new(move |_| {
-        let link = record.with(|r| r.as_ref().map(|r| r.link.clone()));
-        if let (Some(el), Some(link)) = (audio.get(), link)
-            && el.src() != link
-        {
+        let chosen = record.with(|r| r.as_ref().map(|r| (r.id, r.link.clone())));
+        let Some(el) = audio.get() else { return };
+        let Some((id, link)) = chosen else {
+            let _ = el.pause();
+            waveform_of.set_value(None);
+            return;
+        };
+        if waveform_of.get_value() != Some(id) {
+            waveform_of.set_value(Some(id));
             duration.set(None);
+            current.set(0.0);
+            peaks.set(None);
             el.set_src(&link);
+            el.set_default_playback_rate(rate.get_untracked());
+            el.set_playback_rate(rate.get_untracked());
             let _ = el.play();
+            if let Some(s) = session.get_untracked() {
+                spawn_local(async move {
+                    let loaded = api::waveform(&s, id).await.map(|w| w.peaks).unwrap_or_default();
+                    if waveform_of.try_get_value().flatten() == Some(id) {
+                        peaks.set(Some(loaded));
+                    }
+                });
+            }
         }
     });
-    let on_metadata = move |_| {
+    let sync = move || {
         if let Some(el) = audio.get_untracked() {
             duration.set(Some(el.duration()));
+            current.set(el.current_time());
+            playing.set(!el.paused());
         }
     };
+    // The length to seek in: the browser's, else the server's.
+    let total = Signal::derive(move || {
+        duration.get().filter(|d| d.is_finite() && *d > 0.0).unwrap_or_else(|| {
+            record.with(|r| r.as_ref().map_or(0.0, |r| r.duration_ms as f64 / 1000.0))
+        })
+    });
+    let seek_to = Callback::new(move |to: f64| {
+        if let Some(el) = audio.get_untracked() {
+            el.set_current_time(to.max(0.0));
+            current.set(to.max(0.0));
+        }
+    });
+    let skip = move |delta: f64| {
+        if let Some(el) = audio.get_untracked() {
+            seek_by(&el, delta);
+            current.set(el.current_time());
+        }
+    };
+    let on_speed = move |ev: leptos::ev::Event| {
+        let value = event_target_value(&ev).parse::<f64>().unwrap_or(1.0);
+        rate.set(value);
+        if let Some(el) = audio.get_untracked() {
+            el.set_default_playback_rate(value);
+            el.set_playback_rate(value);
+        }
+    };
+    let name = move || record.with(|r| r.as_ref().map(|r| r.name.clone()));
+
+    let seeker = move || match peaks.get() {
+        None => view! { <div class="waveform waveform-loading" aria-hidden="true"></div> }.into_any(),
+        Some(p) if p.is_empty() => view! {
+            <input type="range" class="seekbar" aria-label="Seek" min="0" step="0.1"
+                   max=move || format!("{:.1}", total.get())
+                   prop:value=move || current.get()
+                   aria-valuetext=move || format!("{} of {}", format::seconds(current.get()), format::seconds(total.get()))
+                   on:input=move |ev| {
+                       if let Ok(to) = event_target_value(&ev).parse::<f64>() { seek_to.run(to) }
+                   } />
+        }
+        .into_any(),
+        Some(p) => view! { <WaveformSeek peaks=p current=current duration=total on_seek=seek_to /> }.into_any(),
+    };
+
     view! {
         <section class="player" aria-labelledby="player-title">
-            <h2 id="player-title" class="player-title">
-                {move || record.with(|r| r.as_ref().map(|r| r.name.clone()).unwrap_or_else(|| "Player".into()))}
-            </h2>
+            <h2 id="player-title" class="player-title">{move || name().unwrap_or_else(|| "Player".into())}</h2>
             <audio
                 id="player-audio"
                 node_ref=audio
-                controls
                 preload="metadata"
-                on:loadedmetadata=on_metadata
-                on:durationchange=on_metadata
-                aria-label=move || record.with(|r| r.as_ref().map(|r| format!("Player: {}", r.name)).unwrap_or_else(|| "Player".into()))
+                on:loadedmetadata=move |_| sync()
+                on:durationchange=move |_| sync()
+                on:timeupdate=move |_| sync()
+                on:seeked=move |_| sync()
+                on:play=move |_| sync()
+                on:pause=move |_| sync()
+                on:ended=move |_| sync()
+                aria-label=move || name().map(|n| format!("Player: {n}")).unwrap_or_else(|| "Player".into())
             ></audio>
+            <Show when=move || record.with(Option::is_some)>
+                {seeker}
+                <p class="player-time" aria-hidden="true">
+                    <span>{move || format::seconds(current.get())}</span>
+                    <span>{move || format::seconds(total.get())}</span>
+                </p>
+                <div class="transport">
+                    <button type="button" class="button button-round" aria-label="Back 10 seconds"
+                            aria-keyshortcuts="J" on:click=move |_| skip(-10.0)>
+                        <span aria-hidden="true">"↺ 10"</span>
+                    </button>
+                    <button type="button" class="button button-round button-primary play-toggle"
+                            aria-label=move || if playing.get() { "Pause" } else { "Play" }
+                            aria-keyshortcuts="Space"
+                            on:click=move |_| if let Some(el) = audio.get_untracked() { toggle_play(&el) }>
+                        <span aria-hidden="true">{move || if playing.get() { "❚❚" } else { "▶" }}</span>
+                    </button>
+                    <button type="button" class="button button-round" aria-label="Forward 10 seconds"
+                            aria-keyshortcuts="L" on:click=move |_| skip(10.0)>
+                        <span aria-hidden="true">"10 ↻"</span>
+                    </button>
+                    <label class="speed">
+                        <span>"Speed"</span>
+                        <select id="player-speed" on:change=on_speed>
+                            {SPEEDS.iter().map(|(value, label)| view! {
+                                <option value=value.to_string() selected=move || rate.get() == *value>{*label}</option>
+                            }).collect_view()}
+                        </select>
+                    </label>
+                </div>
+            </Show>
             <p class="player-duration">
                 {move || match (record.with(|r| r.is_some()), duration.get()) {
                     (false, _) => "Choose a recording to play it here.".to_string(),

@@ -8,10 +8,17 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_navigate;
 
 use super::Header;
-use crate::components::{Clock, ConnectionBadge, LevelMeter, StatusBanner, Tone};
+use crate::browser::{self, WakeLock};
+use crate::components::{Clock, ConnectionBadge, LevelMeter, ShortcutButton, ShortcutHelp, Shortcuts, StatusBanner, Tone};
 use crate::format;
 use crate::recorder::studio::{Conn, Phase, Studio};
 use crate::session::{log_out, use_session};
+
+const SHORTCUTS: Shortcuts = &[
+    (&["R", "Space"], "Record, pause or resume"),
+    (&["S", "Esc"], "Stop and save"),
+    (&["?"], "Show this help"),
+];
 
 #[component]
 pub fn RecorderPage() -> impl IntoView {
@@ -58,7 +65,7 @@ pub fn RecorderPage() -> impl IntoView {
         _ => Tone::Info,
     });
     let status_text = move || match phase.get() {
-        Phase::Idle => "Ready. Press Record to start.".to_string(),
+        Phase::Idle => "Ready. Press Record (or R) to start.".to_string(),
         Phase::AskingMic => "Waiting for access to the microphone…".to_string(),
         Phase::MicError(e) => e,
         Phase::Recording => "Recording…".to_string(),
@@ -79,10 +86,50 @@ pub fn RecorderPage() -> impl IntoView {
     let live = move || matches!(phase.get(), Phase::Recording | Phase::Paused);
     let can_start = move || matches!(phase.get(), Phase::Idle);
 
+    // The screen stays on while a take is under way (where supported).
+    let wake_lock = StoredValue::new_local(WakeLock::new());
+    Effect::new(move |_| {
+        let live = live();
+        wake_lock.with_value(|w| if live { w.hold() } else { w.release() });
+    });
+    on_cleanup(move || {
+        let _ = wake_lock.try_with_value(WakeLock::close);
+    });
+
+    // Shortcuts: R or Space record/pause/resume, S or Escape stop, ? help.
+    let help_open = RwSignal::new(false);
+    let keys = window_event_listener(leptos::ev::keydown, move |ev| {
+        if help_open.get_untracked() || browser::key_is_for_control(&ev) {
+            return;
+        }
+        match ev.key().as_str() {
+            "?" => help_open.set(true),
+            "r" | "R" | " " => match phase.get_untracked() {
+                Phase::Idle | Phase::MicError(_) => {
+                    studio.with_value(|s| s.reset());
+                    record();
+                }
+                Phase::Saved(_) | Phase::Failed(_) => {
+                    studio.with_value(|s| s.reset());
+                    record();
+                }
+                Phase::Recording => studio.with_value(|s| s.pause()),
+                Phase::Paused => studio.with_value(|s| s.resume()),
+                Phase::AskingMic | Phase::Saving => return,
+            },
+            "s" | "S" | "Escape" if live() => studio.with_value(|s| s.stop()),
+            _ => return,
+        }
+        ev.prevent_default();
+    });
+    on_cleanup(move || keys.remove());
+
     view! {
         <Header>
             <A href="/records" on:click=guard_leave>"My recordings"</A>
+            <ShortcutButton open=help_open />
         </Header>
+        <ShortcutHelp open=help_open shortcuts=SHORTCUTS />
         <main id="main" class="page recorder">
             <div class="recorder-head">
                 <h1>"Recorder"</h1>
@@ -103,18 +150,18 @@ pub fn RecorderPage() -> impl IntoView {
                 <LevelMeter level=ui.level active=Signal::derive(recording) />
                 <div class="controls">
                     <Show when=can_start>
-                        <button type="button" class="button button-record" on:click=move |_| record()>
+                        <button type="button" class="button button-record" aria-keyshortcuts="R" on:click=move |_| record()>
                             <span class="dot" aria-hidden="true"></span>"Record"
                         </button>
                     </Show>
                     <Show when=recording>
-                        <button type="button" class="button" on:click=pause>"Pause"</button>
+                        <button type="button" class="button" aria-keyshortcuts="R" on:click=pause>"Pause"</button>
                     </Show>
                     <Show when=paused>
-                        <button type="button" class="button" on:click=resume>"Resume"</button>
+                        <button type="button" class="button" aria-keyshortcuts="R" on:click=resume>"Resume"</button>
                     </Show>
                     <Show when=live>
-                        <button type="button" class="button button-stop" on:click=stop>
+                        <button type="button" class="button button-stop" aria-keyshortcuts="S Escape" on:click=stop>
                             <span class="square" aria-hidden="true"></span>"Stop"
                         </button>
                     </Show>

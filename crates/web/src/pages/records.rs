@@ -1,22 +1,60 @@
-//! `/records`: the user's recordings, newest first, and one player.
+//! `/records`: the user's recordings, newest first, in pages of 20 with a
+//! search by name, and one player. Delete hides the item at once and calls
+//! the server only when the undo window has passed.
+
+use std::time::Duration;
 
 use audiobook_wire::Record;
+use leptos::html::Audio;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::NavigateOptions;
 use leptos_router::components::A;
 use leptos_router::hooks::use_navigate;
+use uuid::Uuid;
 
 use super::Header;
-use crate::api;
-use crate::components::{Player, RecordItem, StatusBanner, Tone};
+use crate::components::{
+    Player, RecordItem, ShortcutButton, ShortcutHelp, Shortcuts, StatusBanner, Toast, ToastRegion, Tone, seek_by,
+    toggle_play,
+};
 use crate::session::{log_out, use_session};
+use crate::{api, browser};
 
-#[derive(Clone)]
+/// How long a deleted recording can be restored.
+const UNDO_WINDOW: Duration = Duration::from_secs(5);
+/// How long an information toast stays.
+const TOAST_TIME: Duration = Duration::from_secs(4);
+/// Typing pause before a search is sent.
+const SEARCH_DEBOUNCE: Duration = Duration::from_millis(250);
+
+const SHORTCUTS: Shortcuts = &[
+    (&["Space", "K"], "Play or pause"),
+    (&["←", "→"], "Back or forward 5 seconds"),
+    (&["J", "L"], "Back or forward 10 seconds"),
+    (&["/"], "Search recordings"),
+    (&["?"], "Show this help"),
+];
+
+/// One recording in the list; its record is a signal so a rename shows at once.
+#[derive(Clone, Copy)]
+struct Item {
+    id: Uuid,
+    record: RwSignal<Record>,
+}
+
+#[derive(Clone, PartialEq)]
 enum Load {
     Loading,
-    Loaded(Vec<Record>),
+    Loaded,
     Failed { message: String, unauthorized: bool },
+}
+
+/// A deletion waiting for its undo window to pass.
+#[derive(Clone, Copy)]
+struct PendingDelete {
+    item: Item,
+    timer: TimeoutHandle,
 }
 
 #[component]
@@ -28,22 +66,218 @@ pub fn RecordsPage() -> impl IntoView {
         navigate("/onboard", NavigateOptions { replace: true, ..Default::default() });
         return ().into_any();
     };
+    let owner = Owner::current().expect("a component has an owner");
+    let items = RwSignal::new(Vec::<Item>::new());
     let state = RwSignal::new(Load::Loading);
-    let selected = RwSignal::new(None::<Record>);
+    let next = RwSignal::new(None::<String>);
+    let loading_more = RwSignal::new(false);
+    let query = RwSignal::new(String::new());
+    // The query the list shows (the input runs ahead while typing).
+    let shown_query = RwSignal::new(String::new());
+    let generation = StoredValue::new(0_u64);
+    let selected = RwSignal::new(None::<Item>);
+    let pending = StoredValue::new(None::<PendingDelete>);
+    let hidden = RwSignal::new(None::<Uuid>);
+    let toast = RwSignal::new(None::<Toast>);
+    let toast_timer = StoredValue::new(None::<TimeoutHandle>);
+    let help_open = RwSignal::new(false);
+    let audio = NodeRef::<Audio>::new();
+    let search_input = NodeRef::<leptos::html::Input>::new();
+    let search_timer = StoredValue::new(None::<TimeoutHandle>);
+
+    // Item signals belong to the page (they are made in async tasks).
+    let to_items = {
+        let owner = owner.clone();
+        move |records: Vec<Record>| -> Vec<Item> {
+            owner.with(|| records.into_iter().map(|r| Item { id: r.id, record: RwSignal::new(r) }).collect())
+        }
+    };
+
+    // Loads the first page for `q` (a newer call makes older answers stale).
     let load = {
         let current = current.clone();
-        move || {
+        let to_items = to_items.clone();
+        move |q: String| {
             let current = current.clone();
+            let to_items = to_items.clone();
+            let generation_now = generation.get_value() + 1;
+            generation.set_value(generation_now);
             state.set(Load::Loading);
             spawn_local(async move {
-                state.set(match api::records(&current).await {
-                    Ok(list) => Load::Loaded(list),
-                    Err(e) => Load::Failed { unauthorized: e.is_unauthorized(), message: e.message },
-                });
+                let answer = api::records_page(&current, &q, None).await;
+                if generation.try_get_value() != Some(generation_now) {
+                    return;
+                }
+                match answer {
+                    Ok(page) => {
+                        items.set(to_items(page.records));
+                        next.set(page.next);
+                        shown_query.set(q);
+                        state.set(Load::Loaded);
+                    }
+                    Err(e) => state.set(Load::Failed { unauthorized: e.is_unauthorized(), message: e.message }),
+                }
             });
         }
     };
-    load();
+    load(String::new());
+
+    let load_more = {
+        let current = current.clone();
+        move |_| {
+            let Some(cursor) = next.get_untracked() else { return };
+            if loading_more.get_untracked() {
+                return;
+            }
+            let current = current.clone();
+            let to_items = to_items.clone();
+            let generation_now = generation.get_value();
+            let q = shown_query.get_untracked();
+            loading_more.set(true);
+            spawn_local(async move {
+                let answer = api::records_page(&current, &q, Some(&cursor)).await;
+                if generation.try_get_value() != Some(generation_now) {
+                    return;
+                }
+                match answer {
+                    Ok(page) => {
+                        let more = to_items(page.records);
+                        items.update(|list| list.extend(more));
+                        next.set(page.next);
+                    }
+                    Err(e) => toast.set(Some(Toast::error(format!("Could not load more recordings: {}", e.message)))),
+                }
+                loading_more.set(false);
+            });
+        }
+    };
+
+    let on_search = {
+        let load = load.clone();
+        move |ev: leptos::ev::Event| {
+            query.set(event_target_value(&ev));
+            if let Some(t) = search_timer.get_value() {
+                t.clear();
+            }
+            let load = load.clone();
+            let handle = set_timeout_with_handle(
+                move || {
+                    let q = query.get_untracked();
+                    if q.trim() != shown_query.get_untracked().trim() || state.get_untracked() != Load::Loaded {
+                        load(q.trim().to_string());
+                    }
+                },
+                SEARCH_DEBOUNCE,
+            );
+            search_timer.set_value(handle.ok());
+        }
+    };
+
+    let notify = Callback::new(move |t: Toast| {
+        if let Some(timer) = toast_timer.get_value() {
+            timer.clear();
+        }
+        let stays = t.undo.is_some();
+        toast.set(Some(t));
+        toast_timer.set_value(if stays {
+            None
+        } else {
+            set_timeout_with_handle(move || toast.try_set(None).map_or((), |_| ()), TOAST_TIME).ok()
+        });
+    });
+
+    // The server call of a deletion whose window has passed.
+    let commit_delete = {
+        let current = current.clone();
+        move || {
+            let Some(p) = pending.get_value() else { return };
+            pending.set_value(None);
+            p.timer.clear();
+            let current = current.clone();
+            spawn_local(async move {
+                match api::delete(&current, p.item.id).await {
+                    Ok(()) => {
+                        let _ = items.try_update(|list| list.retain(|i| i.id != p.item.id));
+                        if toast.try_with_untracked(|t| t.as_ref().is_some_and(|t| t.undo.is_some())) == Some(true) {
+                            toast.set(None);
+                        }
+                    }
+                    Err(e) => {
+                        let name = p.item.record.try_with_untracked(|r| r.name.clone()).unwrap_or_default();
+                        let _ = toast.try_set(Some(Toast::error(format!("“{name}” was not deleted: {}", e.message))));
+                    }
+                }
+                if hidden.try_get_untracked().flatten() == Some(p.item.id) {
+                    hidden.set(None);
+                }
+            });
+        }
+    };
+    let undo = Callback::new(move |()| {
+        let Some(p) = pending.get_value() else { return };
+        pending.set_value(None);
+        p.timer.clear();
+        hidden.set(None);
+        let name = p.item.record.with_untracked(|r| r.name.clone());
+        notify.run(Toast::info(format!("“{name}” restored.")));
+    });
+    let delete = {
+        let commit_delete = commit_delete.clone();
+        move |item: Item| {
+            // One undo at a time: an earlier deletion goes through now.
+            commit_delete();
+            if selected.get_untracked().map(|s| s.id) == Some(item.id) {
+                selected.set(None);
+            }
+            let commit = commit_delete.clone();
+            let Ok(timer) = set_timeout_with_handle(move || commit(), UNDO_WINDOW) else { return };
+            pending.set_value(Some(PendingDelete { item, timer }));
+            hidden.set(Some(item.id));
+            let name = item.record.with_untracked(|r| r.name.clone());
+            notify.run(Toast { message: format!("Deleted “{name}”."), undo: Some(undo), error: false });
+            focus_selector(".toast-undo");
+        }
+    };
+    // Leaving for another page of the app: the deletion goes through; closing
+    // the tab or reloading within the window keeps the recording.
+    on_cleanup({
+        let commit_delete = commit_delete.clone();
+        move || commit_delete()
+    });
+
+    // Page shortcuts.
+    let keys = window_event_listener(leptos::ev::keydown, move |ev| {
+        if help_open.get_untracked() || browser::key_is_for_control(&ev) {
+            return;
+        }
+        let key = ev.key();
+        if key == "?" {
+            ev.prevent_default();
+            return help_open.set(true);
+        }
+        if key == "/" {
+            ev.prevent_default();
+            if let Some(el) = search_input.get_untracked() {
+                let _ = el.focus();
+            }
+            return;
+        }
+        let Some(el) = audio.get_untracked() else { return };
+        if selected.get_untracked().is_none() {
+            return;
+        }
+        match key.as_str() {
+            " " | "k" | "K" => toggle_play(&el),
+            "ArrowLeft" => seek_by(&el, -5.0),
+            "ArrowRight" => seek_by(&el, 5.0),
+            "j" | "J" => seek_by(&el, -10.0),
+            "l" | "L" => seek_by(&el, 10.0),
+            _ => return,
+        }
+        ev.prevent_default();
+    });
+    on_cleanup(move || keys.remove());
+
     let logout = {
         let navigate = navigate.clone();
         move |_| {
@@ -51,49 +285,76 @@ pub fn RecordsPage() -> impl IntoView {
             navigate("/onboard", NavigateOptions::default());
         }
     };
-    let on_play = Callback::new(move |r: Record| selected.set(Some(r)));
+    let visible = move || {
+        let hidden = hidden.get();
+        items.get().into_iter().filter(|i| Some(i.id) != hidden).collect::<Vec<_>>()
+    };
+    let delete_item = StoredValue::new_local(delete);
+    let load_more = StoredValue::new_local(load_more);
 
-    let list = move || {
-        match state.get() {
+    let list = move || match state.get() {
         Load::Loading => view! {
             <StatusBanner tone=Tone::Info><span class="spinner" aria-hidden="true"></span>"Loading your recordings…"</StatusBanner>
-        }.into_any(),
+        }
+        .into_any(),
         Load::Failed { message, unauthorized } => {
-            let load = load.clone();
+            let retry = load.clone();
             view! {
                 <StatusBanner tone=Tone::Error>
                     <p>{message}</p>
                     {if unauthorized {
-                        view! { <button type="button" class="button" on:click=move |_| {
-                            log_out(session);
-                        }>"Sign in again"</button> }.into_any()
+                        view! { <button type="button" class="button" on:click=move |_| log_out(session)>"Sign in again"</button> }.into_any()
                     } else {
-                        view! { <button type="button" class="button" on:click=move |_| load()>"Try again"</button> }.into_any()
+                        view! { <button type="button" class="button" on:click=move |_| retry(shown_query.get_untracked())>"Try again"</button> }.into_any()
                     }}
                 </StatusBanner>
-            }.into_any()
+            }
+            .into_any()
         }
-        Load::Loaded(list) if list.is_empty() => view! {
+        Load::Loaded if visible().is_empty() && !shown_query.get().is_empty() => view! {
+            <div class="empty">
+                <p class="empty-title">{format!("No recordings match “{}”", shown_query.get())}</p>
+                <p>"Try another part of the name."</p>
+            </div>
+        }
+        .into_any(),
+        Load::Loaded if visible().is_empty() && next.get().is_none() => view! {
             <div class="empty">
                 <p class="empty-title">"No recordings yet"</p>
                 <p>"Your recordings will appear here once you have saved one."</p>
                 <A href="/recorder" attr:class="button button-record">"Record your first"</A>
             </div>
-        }.into_any(),
-        Load::Loaded(list) => {
-            let count = list.len();
-            view! {
-                <p class="sr-only" role="status">{format!("{count} recordings")}</p>
-                <ul class="records" aria-label="Recordings, newest first">
-                    {list.into_iter().map(|r| {
-                        let id = r.id;
-                        let is_selected = Signal::derive(move || selected.with(|s| s.as_ref().map(|s| s.id) == Some(id)));
-                        view! { <RecordItem record=r selected=is_selected on_play=on_play /> }
-                    }).collect_view()}
-                </ul>
-            }.into_any()
         }
-    }
+        .into_any(),
+        Load::Loaded => view! {
+            <ul class="records" aria-label="Recordings, newest first">
+                <For each=visible key=|i| i.id let:item>
+                    <RecordItem
+                        record=item.record
+                        selected=Signal::derive(move || selected.with(|s| s.map(|s| s.id) == Some(item.id)))
+                        on_play=Callback::new(move |()| selected.set(Some(item)))
+                        on_delete=Callback::new(move |()| delete_item.with_value(|d| d(item)))
+                        notify=notify
+                    />
+                </For>
+            </ul>
+            <Show when=move || next.get().is_some()>
+                <button type="button" class="button load-more" disabled=move || loading_more.get() on:click=move |ev| load_more.with_value(|f| f(ev))>
+                    {move || if loading_more.get() { "Loading…" } else { "Load more" }}
+                </button>
+            </Show>
+        }
+        .into_any(),
+    };
+    let summary = move || match state.get() {
+        Load::Loaded => {
+            let n = items.with(Vec::len) - usize::from(hidden.get().is_some());
+            let more = if next.get().is_some() { " so far" } else { "" };
+            let q = shown_query.get();
+            let noun = if n == 1 { "recording" } else { "recordings" };
+            if q.is_empty() { format!("{n} {noun}{more}") } else { format!("{n} {noun} match “{q}”{more}") }
+        }
+        _ => String::new(),
     };
 
     view! {
@@ -101,18 +362,43 @@ pub fn RecordsPage() -> impl IntoView {
             <A href="/recorder" attr:class="button button-record button-small">
                 <span class="dot" aria-hidden="true"></span>"New recording"
             </A>
+            <ShortcutButton open=help_open />
             <button type="button" class="button button-small button-quiet" on:click=logout>"Log out"</button>
         </Header>
         <main id="main" class="page records-page">
             <h1 class="greeting">{format!("Hi {}", current.name)}</h1>
             <div class="records-layout">
                 <section class="records-list" aria-labelledby="records-title">
-                    <h2 id="records-title">"Your recordings"</h2>
+                    <div class="list-head">
+                        <h2 id="records-title">"Your recordings"</h2>
+                        <p class="list-count" role="status">{summary}</p>
+                    </div>
+                    <div class="search" role="search">
+                        <label for="search" class="sr-only">"Search recordings by name"</label>
+                        <input id="search" type="search" placeholder="Search by name" autocomplete="off"
+                               node_ref=search_input aria-keyshortcuts="/"
+                               prop:value=move || query.get() on:input=on_search />
+                    </div>
                     {list}
                 </section>
-                <Player record=selected />
+                <Player record=Signal::derive(move || selected.get().and_then(|i| i.record.try_get())) audio=audio />
             </div>
         </main>
+        <ToastRegion toast=toast />
+        <ShortcutHelp open=help_open shortcuts=SHORTCUTS />
     }
     .into_any()
+}
+
+/// Moves focus to the first element matching `selector` once it is drawn.
+fn focus_selector(selector: &'static str) {
+    request_animation_frame(move || {
+        if let Some(el) = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.query_selector(selector).ok().flatten())
+            .and_then(|e| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(e).ok())
+        {
+            let _ = el.focus();
+        }
+    });
 }

@@ -86,7 +86,8 @@ impl ChunkQueue {
         Self::default()
     }
 
-    /// Adds the next chunk of the take and returns its seq.
+    /// Adds the next chunk of the take (without peaks) and returns its seq.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn push(&mut self, data: impl Into<Rc<[u8]>>, is_final: bool) -> Result<u64, QueueError> {
         self.push_with_peaks(data, Vec::new(), is_final)
     }

@@ -1,0 +1,145 @@
+//! Small typed wrappers over browser APIs the pages use: keyboard shortcut
+//! targets, the clipboard, and the screen wake lock (the last two are read
+//! through `Reflect`, so browsers without them are simply skipped).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use js_sys::{Function, Promise, Reflect};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::KeyboardEvent;
+
+fn get(target: &JsValue, key: &str) -> Option<JsValue> {
+    Reflect::get(target, &JsValue::from_str(key)).ok().filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+fn call0(target: &JsValue, method: &str) -> Option<JsValue> {
+    get(target, method)?.dyn_into::<Function>().ok()?.call0(target).ok()
+}
+
+fn call1(target: &JsValue, method: &str, arg: &JsValue) -> Option<JsValue> {
+    get(target, method)?.dyn_into::<Function>().ok()?.call1(target, arg).ok()
+}
+
+/// Whether a key press belongs to the focused control rather than to a page
+/// shortcut: typing in a field, a modifier held, or Space/Enter on a button
+/// or link (which press it).
+pub fn key_is_for_control(ev: &KeyboardEvent) -> bool {
+    if ev.ctrl_key() || ev.meta_key() || ev.alt_key() || ev.default_prevented() {
+        return true;
+    }
+    let Some(el) = ev.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()) else { return false };
+    let tag = el.tag_name().to_ascii_uppercase();
+    if matches!(tag.as_str(), "INPUT" | "TEXTAREA" | "SELECT") || get(&el, "isContentEditable").and_then(|v| v.as_bool()) == Some(true)
+    {
+        return true;
+    }
+    let pressing = matches!(ev.key().as_str(), " " | "Enter");
+    pressing && (matches!(tag.as_str(), "BUTTON" | "A" | "SUMMARY" | "AUDIO") || el.closest("dialog").ok().flatten().is_some())
+}
+
+/// Copies `text` to the clipboard; false where the browser refuses.
+pub async fn copy_text(text: &str) -> bool {
+    let Some(clipboard) = web_sys::window().and_then(|w| get(&w.navigator(), "clipboard")) else { return false };
+    let Some(promise) = call1(&clipboard, "writeText", &JsValue::from_str(text)) else { return false };
+    match promise.dyn_into::<Promise>() {
+        Ok(p) => JsFuture::from(p).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Keeps the screen on while held (`navigator.wakeLock`), where supported.
+/// The browser drops the lock when the page is hidden; it is asked again
+/// when the page is visible again. Silent where unsupported or refused.
+#[derive(Clone)]
+pub struct WakeLock {
+    state: Rc<WakeState>,
+}
+
+#[derive(Default)]
+struct WakeState {
+    wanted: Cell<bool>,
+    requesting: Cell<bool>,
+    sentinel: RefCell<Option<JsValue>>,
+    on_visibility: RefCell<Option<Closure<dyn FnMut()>>>,
+}
+
+impl WakeLock {
+    pub fn new() -> WakeLock {
+        let state = Rc::new(WakeState::default());
+        let weak = Rc::downgrade(&state);
+        let closure = Closure::<dyn FnMut()>::new(move || {
+            if let Some(state) = weak.upgrade() {
+                WakeLock { state }.acquire();
+            }
+        });
+        if let Some(doc) = web_sys::window().and_then(|w| w.document()) {
+            let _ = doc.add_event_listener_with_callback("visibilitychange", closure.as_ref().unchecked_ref());
+        }
+        *state.on_visibility.borrow_mut() = Some(closure);
+        WakeLock { state }
+    }
+
+    /// Asks for the lock (and again after the page was hidden).
+    pub fn hold(&self) {
+        self.state.wanted.set(true);
+        self.acquire();
+    }
+
+    /// Lets the screen sleep again.
+    pub fn release(&self) {
+        self.state.wanted.set(false);
+        if let Some(sentinel) = self.state.sentinel.borrow_mut().take() {
+            let _ = call0(&sentinel, "release");
+        }
+    }
+
+    /// Releases the lock and stops listening (the page is left).
+    pub fn close(&self) {
+        self.release();
+        if let Some(closure) = self.state.on_visibility.borrow_mut().take()
+            && let Some(doc) = web_sys::window().and_then(|w| w.document())
+        {
+            let _ = doc.remove_event_listener_with_callback("visibilitychange", closure.as_ref().unchecked_ref());
+        }
+    }
+
+    fn held(&self) -> bool {
+        self.state
+            .sentinel
+            .borrow()
+            .as_ref()
+            .is_some_and(|s| get(s, "released").and_then(|r| r.as_bool()) == Some(false))
+    }
+
+    fn acquire(&self) {
+        let state = &self.state;
+        if !state.wanted.get() || state.requesting.get() || self.held() {
+            return;
+        }
+        let Some(window) = web_sys::window() else { return };
+        if window.document().is_some_and(|d| d.hidden()) {
+            return;
+        }
+        let Some(wake_lock) = get(&window.navigator(), "wakeLock") else { return };
+        let Some(promise) = call1(&wake_lock, "request", &JsValue::from_str("screen")).and_then(|p| p.dyn_into::<Promise>().ok())
+        else {
+            return;
+        };
+        state.requesting.set(true);
+        let this = self.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let result = JsFuture::from(promise).await;
+            this.state.requesting.set(false);
+            if let Ok(sentinel) = result {
+                if this.state.wanted.get() {
+                    *this.state.sentinel.borrow_mut() = Some(sentinel);
+                } else {
+                    let _ = call0(&sentinel, "release");
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,66 @@
+use leptos::html::Dialog;
+use leptos::prelude::*;
+
+/// Keys (alternatives) and what they do.
+pub type Shortcuts = &'static [(&'static [&'static str], &'static str)];
+
+/// The keyboard shortcuts of a page in a modal dialog: `?` opens it (the
+/// page's key handler sets `open`), Escape or Close closes it, and focus
+/// stays inside while it is open.
+#[component]
+pub fn ShortcutHelp(open: RwSignal<bool>, shortcuts: Shortcuts) -> impl IntoView {
+    let dialog = NodeRef::<Dialog>::new();
+    let close = NodeRef::<leptos::html::Button>::new();
+    Effect::new(move |_| {
+        let Some(el) = dialog.get() else { return };
+        if open.get() {
+            if !el.open() {
+                let _ = el.show_modal();
+                if let Some(b) = close.get_untracked() {
+                    let _ = b.focus();
+                }
+            }
+        } else if el.open() {
+            el.close();
+        }
+    });
+    // The Close button is the only control: Tab keeps focus on it.
+    let trap = move |ev: leptos::ev::KeyboardEvent| {
+        if ev.key() == "Tab" {
+            ev.prevent_default();
+            if let Some(b) = close.get_untracked() {
+                let _ = b.focus();
+            }
+        }
+    };
+    view! {
+        <dialog node_ref=dialog class="help" aria-labelledby="help-title"
+                on:close=move |_| open.set(false) on:keydown=trap>
+            <h2 id="help-title">"Keyboard shortcuts"</h2>
+            <dl class="shortcuts">
+                {shortcuts.iter().map(|(keys, what)| view! {
+                    <div class="shortcut">
+                        <dt>{keys.iter().enumerate().map(|(i, k)| view! {
+                            {(i > 0).then_some(" or ")}<kbd>{*k}</kbd>
+                        }).collect_view()}</dt>
+                        <dd>{*what}</dd>
+                    </div>
+                }).collect_view()}
+            </dl>
+            <button type="button" class="button button-primary" node_ref=close on:click=move |_| open.set(false)>
+                "Close"
+            </button>
+        </dialog>
+    }
+}
+
+/// The button that opens the help, for people who do not know about `?`.
+#[component]
+pub fn ShortcutButton(open: RwSignal<bool>) -> impl IntoView {
+    view! {
+        <button type="button" class="button button-small button-quiet" aria-haspopup="dialog"
+                aria-keyshortcuts="?" on:click=move |_| open.set(true)>
+            <kbd aria-hidden="true">"?"</kbd>"Shortcuts"
+        </button>
+    }
+}
