@@ -115,7 +115,7 @@ describe("web app", { timeout: 180_000 }, () => {
       assert.match(await items.first().locator(".record-name").textContent(), /.+/);
       assert.match(await items.first().locator(".record-duration").textContent(), /^0:0[4-6]$/);
 
-      await items.first().getByRole("button").click();
+      await items.first().getByRole("button", { name: /^Play / }).click();
       const duration = await playerDuration(page);
       assert.ok(Math.abs(duration - record.duration_ms / 1000) < 0.5,
         `<audio> duration ${duration} s vs duration_ms ${record.duration_ms}`);
@@ -173,7 +173,7 @@ describe("web app", { timeout: 180_000 }, () => {
         `saved ${record.duration_ms} ms of a take of about ${takeSeconds} s`);
 
       await page.getByRole("link", { name: "Listen in My recordings" }).click();
-      await page.locator("li.record").first().getByRole("button").click();
+      await page.locator("li.record").first().getByRole("button", { name: /^Play / }).click();
       const duration = await playerDuration(page);
       assert.ok(Math.abs(duration - takeSeconds) < 1.5, `<audio> duration ${duration} s for a take of ${takeSeconds} s`);
     }),

@@ -32,12 +32,15 @@ pub fn key_is_for_control(ev: &KeyboardEvent) -> bool {
     }
     let Some(el) = ev.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()) else { return false };
     let tag = el.tag_name().to_ascii_uppercase();
-    if matches!(tag.as_str(), "INPUT" | "TEXTAREA" | "SELECT") || get(&el, "isContentEditable").and_then(|v| v.as_bool()) == Some(true)
+    if matches!(tag.as_str(), "INPUT" | "TEXTAREA" | "SELECT")
+        || get(&el, "isContentEditable").and_then(|v| v.as_bool()) == Some(true)
     {
         return true;
     }
     let pressing = matches!(ev.key().as_str(), " " | "Enter");
-    pressing && (matches!(tag.as_str(), "BUTTON" | "A" | "SUMMARY" | "AUDIO") || el.closest("dialog").ok().flatten().is_some())
+    pressing
+        && (matches!(tag.as_str(), "BUTTON" | "A" | "SUMMARY" | "AUDIO")
+            || el.closest("dialog").ok().flatten().is_some())
 }
 
 /// Copies `text` to the clipboard; false where the browser refuses.
@@ -124,7 +127,8 @@ impl WakeLock {
             return;
         }
         let Some(wake_lock) = get(&window.navigator(), "wakeLock") else { return };
-        let Some(promise) = call1(&wake_lock, "request", &JsValue::from_str("screen")).and_then(|p| p.dyn_into::<Promise>().ok())
+        let Some(promise) =
+            call1(&wake_lock, "request", &JsValue::from_str("screen")).and_then(|p| p.dyn_into::<Promise>().ok())
         else {
             return;
         };

@@ -78,9 +78,10 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
     };
     // The length to seek in: the browser's, else the server's.
     let total = Signal::derive(move || {
-        duration.get().filter(|d| d.is_finite() && *d > 0.0).unwrap_or_else(|| {
-            record.with(|r| r.as_ref().map_or(0.0, |r| r.duration_ms as f64 / 1000.0))
-        })
+        duration
+            .get()
+            .filter(|d| d.is_finite() && *d > 0.0)
+            .unwrap_or_else(|| record.with(|r| r.as_ref().map_or(0.0, |r| r.duration_ms as f64 / 1000.0)))
     });
     let seek_to = Callback::new(move |to: f64| {
         if let Some(el) = audio.get_untracked() {
@@ -104,7 +105,8 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
     };
     let name = move || record.with(|r| r.as_ref().map(|r| r.name.clone()));
 
-    let seeker = move || match peaks.get() {
+    let seeker = move || {
+        match peaks.get() {
         None => view! { <div class="waveform waveform-loading" aria-hidden="true"></div> }.into_any(),
         Some(p) if p.is_empty() => view! {
             <input type="range" class="seekbar" aria-label="Seek" min="0" step="0.1"
@@ -117,6 +119,7 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
         }
         .into_any(),
         Some(p) => view! { <WaveformSeek peaks=p current=current duration=total on_seek=seek_to /> }.into_any(),
+    }
     };
 
     view! {

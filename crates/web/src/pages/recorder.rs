@@ -9,16 +9,15 @@ use leptos_router::hooks::use_navigate;
 
 use super::Header;
 use crate::browser::{self, WakeLock};
-use crate::components::{Clock, ConnectionBadge, LevelMeter, ShortcutButton, ShortcutHelp, Shortcuts, StatusBanner, Tone};
+use crate::components::{
+    Clock, ConnectionBadge, LevelMeter, ShortcutButton, ShortcutHelp, Shortcuts, StatusBanner, Tone,
+};
 use crate::format;
 use crate::recorder::studio::{Conn, Phase, Studio};
 use crate::session::{log_out, use_session};
 
-const SHORTCUTS: Shortcuts = &[
-    (&["R", "Space"], "Record, pause or resume"),
-    (&["S", "Esc"], "Stop and save"),
-    (&["?"], "Show this help"),
-];
+const SHORTCUTS: Shortcuts =
+    &[(&["R", "Space"], "Record, pause or resume"), (&["S", "Esc"], "Stop and save"), (&["?"], "Show this help")];
 
 #[component]
 pub fn RecorderPage() -> impl IntoView {

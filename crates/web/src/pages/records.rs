@@ -230,7 +230,7 @@ pub fn RecordsPage() -> impl IntoView {
                 selected.set(None);
             }
             let commit = commit_delete.clone();
-            let Ok(timer) = set_timeout_with_handle(move || commit(), UNDO_WINDOW) else { return };
+            let Ok(timer) = set_timeout_with_handle(commit, UNDO_WINDOW) else { return };
             pending.set_value(Some(PendingDelete { item, timer }));
             hidden.set(Some(item.id));
             let name = item.record.with_untracked(|r| r.name.clone());
@@ -292,7 +292,8 @@ pub fn RecordsPage() -> impl IntoView {
     let delete_item = StoredValue::new_local(delete);
     let load_more = StoredValue::new_local(load_more);
 
-    let list = move || match state.get() {
+    let list = move || {
+        match state.get() {
         Load::Loading => view! {
             <StatusBanner tone=Tone::Info><span class="spinner" aria-hidden="true"></span>"Loading your recordings…"</StatusBanner>
         }
@@ -345,6 +346,7 @@ pub fn RecordsPage() -> impl IntoView {
             </Show>
         }
         .into_any(),
+    }
     };
     let summary = move || match state.get() {
         Load::Loaded => {
