@@ -95,7 +95,7 @@ fn test() -> Result {
         .env("AWS_REGION", "us-east-1")
         .env("TEST_COMPOSE_BIN", &compose)
         .env("WEB_DIST", &dist);
-    let unit = run(&mut test);
+    let unit = util::run_counting(&mut test);
 
     let deploy = deploy_checks::check_deploy_files(&root());
     let browser = e2e_with(&dist);
@@ -108,6 +108,8 @@ fn test() -> Result {
             .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
             .collect();
     eprintln!("xtask: test finished in {:.0} s", started.elapsed().as_secs_f64());
+    let (passed, failed) = (util::PASSED.load(std::sync::atomic::Ordering::Relaxed), util::FAILED.load(std::sync::atomic::Ordering::Relaxed));
+    println!("tests: {passed} passed, {failed} failed");
     if failures.is_empty() { Ok(()) } else { Err(failures.join("\n")) }
 }
 
@@ -127,6 +129,9 @@ fn bench(args: &[String]) -> Result {
     cargo(&["build", "--release", "-p", "audiobook-server", "-p", "audiobook-loadgen"])?;
     let work = root().join("target/bench");
     let _ = std::fs::remove_dir_all(&work);
+    // Start from a quiet disk: the previous run's gigabytes still being
+    // written back would throttle this run's writes.
+    let _ = Command::new("sync").status();
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let port = util::free_port();
     let mut server = Command::new(root().join("target/release/audiobook-server"))

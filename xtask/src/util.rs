@@ -82,3 +82,57 @@ pub fn locked_version(package: &str) -> Result<String> {
     let start = lock.find(&needle).ok_or_else(|| format!("{package} is not in Cargo.lock"))? + needle.len();
     Ok(lock[start..].split('"').next().unwrap_or_default().to_string())
 }
+
+/// Tests counted from the runners' own summary lines, across every runner.
+pub static PASSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static FAILED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Like [`run`], echoing the command's standard output while counting the
+/// passed and failed tests of `cargo test` and `node --test` summaries.
+pub fn run_counting(cmd: &mut Command) -> Result {
+    use std::io::BufRead;
+    use std::sync::atomic::Ordering::Relaxed;
+    eprintln!("xtask: $ {}", describe(cmd));
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start `{}`: {e}", describe(cmd)))?;
+    let stdout = child.stdout.take().expect("piped");
+    for line in std::io::BufReader::new(stdout).lines().map_while(std::result::Result::ok) {
+        println!("{line}");
+        let (passed, failed) = summary_counts(&line);
+        PASSED.fetch_add(passed, Relaxed);
+        FAILED.fetch_add(failed, Relaxed);
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if status.success() { Ok(()) } else { Err(format!("`{}` failed ({status})", describe(cmd))) }
+}
+
+/// `test result: ok. 24 passed; 1 failed; ...` (cargo) or `# pass 16` /
+/// `# fail 0` (node's test runner).
+fn summary_counts(line: &str) -> (u64, u64) {
+    let number_before = |text: &str, word: &str| -> u64 {
+        text.split(';')
+            .find_map(|part| part.trim().strip_suffix(word).and_then(|n| n.trim().rsplit(' ').next()?.parse().ok()))
+            .unwrap_or(0)
+    };
+    if let Some(rest) = line.strip_prefix("test result: ") {
+        return (number_before(rest, "passed"), number_before(rest, "failed"));
+    }
+    let count = |prefix: &str| line.strip_prefix(prefix).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+    (count("# pass "), count("# fail "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summary_counts;
+
+    #[test]
+    fn counts_cargo_and_node_summaries() {
+        assert_eq!(summary_counts("test result: ok. 24 passed; 0 failed; 0 ignored; 0 measured"), (24, 0));
+        assert_eq!(summary_counts("test result: FAILED. 23 passed; 1 failed; 0 ignored"), (23, 1));
+        assert_eq!(summary_counts("# pass 16"), (16, 0));
+        assert_eq!(summary_counts("# fail 2"), (0, 2));
+        assert_eq!(summary_counts("running 3 tests"), (0, 0));
+    }
+}

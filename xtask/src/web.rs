@@ -70,7 +70,7 @@ pub fn run_e2e(server_bin: &Path, web_dist: &Path) -> Result {
     }
     let artifacts = target_dir(&root).join("e2e-artifacts");
     std::fs::create_dir_all(&artifacts).map_err(|e| format!("cannot create {}: {e}", artifacts.display()))?;
-    util::run(
+    util::run_counting(
         Command::new("node")
             .current_dir(&root)
             .args(["--test", "--test-concurrency=1", "e2e/"])

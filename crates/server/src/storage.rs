@@ -143,7 +143,14 @@ impl Storage {
     pub async fn get(&self, key: &str, range: Option<Range<u64>>) -> object_store::Result<ObjectRead> {
         let options = GetOptions { range: range.map(GetRange::Bounded), ..Default::default() };
         let result = self.store.get_opts(&ObjectPath::from(key), options).await?;
-        Ok(ObjectRead { size: result.meta.size, range: result.range.clone(), stream: result.into_stream().boxed() })
+        let (size, range) = (result.meta.size, result.range.clone());
+        let stream = match result.payload {
+            // object_store reads local files 8 KiB per blocking-pool trip;
+            // large reads cut the trips (and the server's CPU) by 30 times.
+            object_store::GetResultPayload::File(file, _) => file_stream(file, range.clone()),
+            object_store::GetResultPayload::Stream(stream) => stream,
+        };
+        Ok(ObjectRead { size, range, stream })
     }
 
     pub async fn size(&self, key: &str) -> object_store::Result<u64> {
@@ -165,6 +172,29 @@ impl Storage {
             None => Ok(None),
         }
     }
+}
+
+/// Reads `range` of a local file in 256 KiB blocks.
+fn file_stream(file: std::fs::File, range: Range<u64>) -> BoxStream<'static, object_store::Result<Bytes>> {
+    const BLOCK: u64 = 256 * 1024;
+    futures::stream::try_unfold((file, range), |(mut file, range)| async move {
+        if range.start >= range.end {
+            return Ok(None);
+        }
+        let len = (range.end - range.start).min(BLOCK);
+        let (file, bytes) = tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, Bytes)> {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut buf = vec![0u8; len as usize];
+            file.seek(SeekFrom::Start(range.start))?;
+            file.read_exact(&mut buf)?;
+            Ok((file, Bytes::from(buf)))
+        })
+        .await
+        .map_err(|e| io_error(std::io::Error::other(e)))?
+        .map_err(io_error)?;
+        Ok(Some((bytes, (file, range.start + len..range.end))))
+    })
+    .boxed()
 }
 
 /// Hard-links `file` to `dir/key` (same file system: no copy, and the

@@ -385,7 +385,7 @@ async fn records_page_by_cursor_and_search_by_name(backend: Backend) {
     let same = audiobook_server::db::now();
     let sql = "UPDATE records SET created_at = $1 WHERE id = $2 OR id = $3 OR id = $4 OR id = $5";
     match &app.state.db {
-        Db::Sqlite(p) => sqlx_exec_sqlite(p, sql, same, &ids[5..9]).await,
+        Db::Sqlite(p) => sqlx_exec_sqlite(&p.write, sql, same, &ids[5..9]).await,
         Db::Postgres(p) => sqlx_exec_pg(p, sql, same, &ids[5..9]).await,
     }
 

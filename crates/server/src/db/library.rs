@@ -88,7 +88,7 @@ impl Db {
     /// The saved record shared under `token`, if the link is still valid.
     pub async fn shared_record(&self, token: &str) -> Result<Option<RecordRow>, sqlx::Error> {
         let sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE share_token = $1 AND status IN {SAVED}");
-        on_pool!(self, p => sqlx::query_as(&sql).bind(token).fetch_optional(p).await)
+        on_read_pool!(self, p => sqlx::query_as(&sql).bind(token).fetch_optional(p).await)
     }
 
     /// A user's saved records, newest first, filtered and paged by `q`.
@@ -108,7 +108,7 @@ impl Db {
         }
         sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ${}", n + 1));
         let limit = q.limit.map(i64::from).unwrap_or(i64::MAX);
-        on_pool!(self, p => {
+        on_read_pool!(self, p => {
             let mut query = sqlx::query_as(&sql).bind(user_id);
             if let Some((at, id)) = q.before {
                 query = query.bind(at).bind(id);

@@ -21,15 +21,40 @@ static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migratio
 
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePools),
     Postgres(PgPool),
 }
 
-/// Runs the same expression on either pool.
+/// SQLite has one writer at a time: writes go through one connection (a
+/// queue, instead of writers sleeping in SQLite's busy handler), reads
+/// through a pool of read-only connections that WAL lets run alongside.
+#[derive(Clone, Debug)]
+pub struct SqlitePools {
+    pub write: SqlitePool,
+    pub read: SqlitePool,
+}
+
+/// Runs the same expression on either backend's pool: the writer's.
 macro_rules! on_pool {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            Db::Sqlite($pool) => $body,
+            Db::Sqlite(pools) => {
+                let $pool = &pools.write;
+                $body
+            }
+            Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Like `on_pool!`, for queries that only read.
+macro_rules! on_read_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            Db::Sqlite(pools) => {
+                let $pool = &pools.read;
+                $body
+            }
             Db::Postgres($pool) => $body,
         }
     };
@@ -176,7 +201,9 @@ impl Db {
             {
                 std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
             }
-            Db::Sqlite(SqlitePoolOptions::new().max_connections(8).connect_with(options).await?)
+            let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+            let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
+            Db::Sqlite(SqlitePools { write, read })
         } else {
             return Err(sqlx::Error::Configuration(
                 format!("DATABASE_URL must start with sqlite: or postgres://, got {url:?}").into(),
@@ -187,7 +214,7 @@ impl Db {
 
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
         match self {
-            Db::Sqlite(p) => SQLITE_MIGRATOR.run(p).await,
+            Db::Sqlite(p) => SQLITE_MIGRATOR.run(&p.write).await,
             Db::Postgres(p) => PG_MIGRATOR.run(p).await,
         }
     }
@@ -200,12 +227,18 @@ impl Db {
     }
 
     pub async fn close(&self) {
-        on_pool!(self, p => p.close().await)
+        match self {
+            Db::Sqlite(p) => {
+                p.read.close().await;
+                p.write.close().await;
+            }
+            Db::Postgres(p) => p.close().await,
+        }
     }
 
     /// Answers when the database does.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))
+        on_read_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))
     }
 
     // ------------------------------------------------------------ users
@@ -219,7 +252,7 @@ impl Db {
 
     pub async fn user(&self, id: Uuid) -> Result<Option<UserRow>, sqlx::Error> {
         let sql = "SELECT id, name, created_at, updated_at FROM users WHERE id = $1";
-        on_pool!(self, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)
+        on_read_pool!(self, p => sqlx::query_as(sql).bind(id).fetch_optional(p).await)
     }
 
     /// The user whose token hashes to `token_hash`, with the stored hash.
@@ -231,7 +264,7 @@ impl Db {
             token_hash: Vec<u8>,
         }
         let sql = "SELECT id, name, created_at, updated_at, token_hash FROM users WHERE token_hash = $1";
-        let row: Option<Row> = on_pool!(self, p => sqlx::query_as(sql).bind(token_hash).fetch_optional(p).await)?;
+        let row: Option<Row> = on_read_pool!(self, p => sqlx::query_as(sql).bind(token_hash).fetch_optional(p).await)?;
         Ok(row.map(|r| (r.user, r.token_hash)))
     }
 
@@ -263,7 +296,7 @@ impl Db {
 
     pub async fn record(&self, id: Uuid) -> Result<Option<RecordRow>, sqlx::Error> {
         let sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE id = $1");
-        on_pool!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await)
+        on_read_pool!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await)
     }
 
     /// A user's saved records (live takes excluded), newest first.
@@ -272,13 +305,13 @@ impl Db {
             "SELECT {RECORD_COLUMNS} FROM records WHERE user_id = $1 AND status IN ('pending', 'ready', 'interrupted') \
              ORDER BY created_at DESC, id DESC"
         );
-        on_pool!(self, p => sqlx::query_as(&sql).bind(user_id).fetch_all(p).await)
+        on_read_pool!(self, p => sqlx::query_as(&sql).bind(user_id).fetch_all(p).await)
     }
 
     /// How many records a user has, live ones included (for default names).
     pub async fn count_records(&self, user_id: Uuid) -> Result<i64, sqlx::Error> {
         let sql = "SELECT COUNT(*) FROM records WHERE user_id = $1";
-        on_pool!(self, p => sqlx::query_scalar(sql).bind(user_id).fetch_one(p).await)
+        on_read_pool!(self, p => sqlx::query_scalar(sql).bind(user_id).fetch_one(p).await)
     }
 
     /// Moves a live record to `finalizing` unless another task or instance
@@ -298,8 +331,10 @@ impl Db {
 
     pub async fn finish_recording(&self, id: Uuid, f: &FinishedRecording) -> Result<Option<RecordRow>, sqlx::Error> {
         let sql = "UPDATE records SET status = $2, outcome = $3, storage_key = $4, mime_type = $5, size_bytes = $6, \
-                   duration_ms = $7, owner_instance = NULL, updated_at = $8, peaks = COALESCE($9, peaks) WHERE id = $1";
-        on_pool!(self, p => sqlx::query(sql)
+                   duration_ms = $7, owner_instance = NULL, updated_at = $8, peaks = COALESCE($9, peaks) WHERE id = $1 \
+                   RETURNING id, user_id, name, storage_key, mime_type, size_bytes, duration_ms, status, outcome, \
+                   owner_instance, last_seen_at, created_at, updated_at";
+        on_pool!(self, p => sqlx::query_as(sql)
             .bind(id)
             .bind(f.status.as_str())
             .bind(f.outcome.map(StoredStatus::as_str))
@@ -309,8 +344,7 @@ impl Db {
             .bind(f.duration_ms as i64)
             .bind(now())
             .bind(f.peaks.as_deref())
-            .execute(p).await.map(|_| ()))?;
-        self.record(id).await
+            .fetch_optional(p).await)
     }
 
     /// Marks this instance as the holder of a live take (on open or resume).
@@ -333,21 +367,21 @@ impl Db {
             "SELECT {RECORD_COLUMNS} FROM records WHERE status IN ('recording', 'finalizing') AND last_seen_at < $1 \
              ORDER BY last_seen_at LIMIT 100"
         );
-        on_pool!(self, p => sqlx::query_as(&sql).bind(before).fetch_all(p).await)
+        on_read_pool!(self, p => sqlx::query_as(&sql).bind(before).fetch_all(p).await)
     }
 
     /// Records whose audio waits in the spool for an upload.
     pub async fn pending_uploads(&self) -> Result<Vec<RecordRow>, sqlx::Error> {
         let sql =
             format!("SELECT {RECORD_COLUMNS} FROM records WHERE status = 'pending' ORDER BY updated_at LIMIT 100");
-        on_pool!(self, p => sqlx::query_as(&sql).fetch_all(p).await)
+        on_read_pool!(self, p => sqlx::query_as(&sql).fetch_all(p).await)
     }
 
     /// A record's waveform peaks (empty when its client sent none).
     pub async fn record_peaks(&self, id: Uuid) -> Result<Vec<u8>, sqlx::Error> {
         let sql = "SELECT peaks FROM records WHERE id = $1";
         let peaks: Option<Option<Vec<u8>>> =
-            on_pool!(self, p => sqlx::query_scalar(sql).bind(id).fetch_optional(p).await)?;
+            on_read_pool!(self, p => sqlx::query_scalar(sql).bind(id).fetch_optional(p).await)?;
         Ok(peaks.flatten().unwrap_or_default())
     }
 

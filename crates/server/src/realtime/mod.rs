@@ -33,7 +33,8 @@ enum Command {
     Start(Parsed<StartRecording>, AckSender),
     Append(Result<AppendChunk, String>, AckSender),
     Resume(Parsed<ResumeRecording>, AckSender),
-    Stop(Parsed<StopRecording>, AckSender),
+    /// With the time it arrived, to log how long the stop took.
+    Stop(Parsed<StopRecording>, AckSender, std::time::Instant),
     Disconnect,
 }
 
@@ -107,7 +108,13 @@ fn on_connect(s: SocketRef, state: AppState) {
         });
     }
     queue!(events::RESUME_RECORDING, Resume);
-    queue!(events::STOP_RECORDING, Stop);
+    {
+        let tx = tx.clone();
+        s.on(events::STOP_RECORDING, move |TryData(data), ack: AckSender| {
+            let _ = tx.send(Command::Stop(data, ack, std::time::Instant::now()));
+            std::future::ready(())
+        });
+    }
     let disconnect_tx = tx.clone();
     s.on_disconnect(move || {
         let _ = disconnect_tx.send(Command::Disconnect);
@@ -147,8 +154,9 @@ impl Worker {
                     let reply = self.resume(req).await;
                     send_ack(ack, &reply);
                 }
-                Command::Stop(req, ack) => {
+                Command::Stop(req, ack, arrived) => {
                     let reply = self.stop(req).await;
+                    tracing::debug!(elapsed_ms = arrived.elapsed().as_millis() as u64, "stop-recording answered");
                     match &reply {
                         StopAck::Ok(ok) => {
                             if let Err(e) = self.socket.emit(events::RECORDING_SAVED, &ok.record) {

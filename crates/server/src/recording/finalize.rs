@@ -99,10 +99,14 @@ pub fn extension_for(mime_type: &str) -> &'static str {
 /// Fixes, uploads and records a take as `outcome` (ready or interrupted);
 /// `pending` with the spool kept if the storage does not confirm the upload.
 pub async fn finalize(db: &Db, storage: &Storage, take: &Take, outcome: StoredStatus) -> RecordingResult<RecordRow> {
+    let started = std::time::Instant::now();
     let prepared = prepare(&take.paths).await?;
+    let prepared_at = started.elapsed();
     let key = storage_key(take.user_id, take.id, &take.mime_type);
     let source = if prepared.fixed { &take.paths.fixed } else { &take.paths.data };
-    let (status, outcome_col) = match storage.put_file(&key, source, &take.mime_type).await {
+    let upload = storage.put_file(&key, source, &take.mime_type).await;
+    let uploaded_at = started.elapsed();
+    let (status, outcome_col) = match upload {
         Ok(_) => (outcome, None),
         Err(e) => {
             tracing::warn!(recording_id = %take.id, error = %e, "upload failed; the record stays pending and is retried");
@@ -130,6 +134,9 @@ pub async fn finalize(db: &Db, storage: &Storage, take: &Take, outcome: StoredSt
     tracing::info!(
         recording_id = %take.id, user_id = %take.user_id, status = status.as_str(),
         bytes = prepared.size_bytes, duration_ms = prepared.duration_ms, fixed = prepared.fixed,
+        prepare_ms = prepared_at.as_millis() as u64,
+        upload_ms = (uploaded_at - prepared_at).as_millis() as u64,
+        total_ms = started.elapsed().as_millis() as u64,
         "recording finalized"
     );
     Ok(row)
