@@ -28,10 +28,17 @@ pub enum Db {
 /// SQLite has one writer at a time: writes go through one connection (a
 /// queue, instead of writers sleeping in SQLite's busy handler), reads
 /// through a pool of read-only connections that WAL lets run alongside.
+///
+/// Checkpoints (copying the WAL into the database file, with an fsync) run
+/// from the reaper on a third connection, never inside a write: under a
+/// busy disk an fsync takes seconds, and an automatic checkpoint would hold
+/// every writer that long (measured: start-recording timing out at 4,000
+/// recorders).
 #[derive(Clone, Debug)]
 pub struct SqlitePools {
     pub write: SqlitePool,
     pub read: SqlitePool,
+    checkpoint: SqlitePool,
 }
 
 /// Runs the same expression on either backend's pool: the writer's.
@@ -201,9 +208,11 @@ impl Db {
             {
                 std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
             }
-            let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+            let single = || SqlitePoolOptions::new().max_connections(1);
+            let write = single().connect_with(options.clone().pragma("wal_autocheckpoint", "0")).await?;
+            let checkpoint = single().connect_with(options.clone()).await?;
             let read = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
-            Db::Sqlite(SqlitePools { write, read })
+            Db::Sqlite(SqlitePools { write, read, checkpoint })
         } else {
             return Err(sqlx::Error::Configuration(
                 format!("DATABASE_URL must start with sqlite: or postgres://, got {url:?}").into(),
@@ -231,8 +240,18 @@ impl Db {
             Db::Sqlite(p) => {
                 p.read.close().await;
                 p.write.close().await;
+                p.checkpoint.close().await;
             }
             Db::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// Copies SQLite's write-ahead log into the database file without
+    /// blocking writers (PostgreSQL does this by itself).
+    pub async fn checkpoint(&self) -> Result<(), sqlx::Error> {
+        match self {
+            Db::Sqlite(p) => sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&p.checkpoint).await.map(|_| ()),
+            Db::Postgres(_) => Ok(()),
         }
     }
 

@@ -6,6 +6,7 @@ use crate::testing::{TestDb, postgres_or_skip};
 
 async fn suite(db: &Db) {
     db.ping().await.unwrap();
+    db.checkpoint().await.unwrap();
 
     // Users: created, found by id and by token hash; names stored verbatim.
     let evil = "Robert'); DROP TABLE";

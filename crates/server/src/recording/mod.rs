@@ -351,6 +351,9 @@ impl Recordings {
         if let Err(e) = self.db.heartbeat(self.instance_id).await {
             tracing::warn!(error = %e, "heartbeat failed");
         }
+        if let Err(e) = self.db.checkpoint().await {
+            tracing::warn!(error = %e, "database checkpoint failed");
+        }
         let now = Instant::now();
         let candidates: Vec<_> = self.live.lock().expect("live map").values().cloned().collect();
         for live in candidates {
