@@ -93,17 +93,26 @@ fn ensure_wasm_target() -> Result {
 fn ensure_wasm_bindgen() -> Result<PathBuf> {
     let wanted = util::locked_version("wasm-bindgen")?;
     let current = util::which("wasm-bindgen")
-        .and_then(|_| util::output(Command::new("wasm-bindgen").arg("--version")).ok())
+        .and_then(|bin| util::output(Command::new(bin).arg("--version")).ok())
         .and_then(|v| v.split_whitespace().nth(1).map(str::to_string));
     if current.as_deref() != Some(wanted.as_str()) {
         eprintln!(
             "xtask: installing wasm-bindgen-cli {wanted} (found {}); this takes a few minutes",
             current.as_deref().unwrap_or("none")
         );
-        // Without --locked: its lockfile pins a crate version the registry does not serve.
-        util::run(Command::new(cargo()).args(["install", "wasm-bindgen-cli", "--version", &wanted]))?;
+        // Without --locked: its lockfile pins a crate version the registry
+        // does not serve. --force: cargo skips a version it believes is
+        // installed even when the binary is gone.
+        util::run(Command::new(cargo()).args(["install", "--force", "wasm-bindgen-cli", "--version", &wanted]))?;
     }
-    Ok(util::which("wasm-bindgen").unwrap_or_else(|| PathBuf::from("wasm-bindgen")))
+    // cargo installs into $CARGO_HOME/bin, which may not be on PATH.
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|home| home.join("bin/wasm-bindgen"));
+    util::which("wasm-bindgen")
+        .or(cargo_bin.filter(|p| p.is_file()))
+        .ok_or_else(|| "wasm-bindgen was installed but is not on PATH nor in $CARGO_HOME/bin".to_string())
 }
 
 /// Writes `name.gz` beside the large assets (the server sends them to
