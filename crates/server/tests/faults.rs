@@ -295,3 +295,39 @@ async fn second_instance_takes_over_when_the_first_dies() {
     drop(b);
     db.drop().await;
 }
+
+/// The first instance stays alive but its socket is gone; the client resumes
+/// on the second. The first one's reaper must not finalize (and delete) a
+/// take that the second now holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_take_resumed_elsewhere_is_not_reaped_by_its_old_holder() {
+    let Some(db) = postgres_or_skip().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let env_a = server_env(&db.url, dir.path(), 1.0);
+    let env_b = with_port(&env_a, free_port());
+    let a = Server::start(env_a).await;
+    let b = Server::start(env_b).await;
+
+    let (mut take, socket) = Take::begin(&a.url, 7, 16).await;
+    take.send(&socket, 4).await;
+    socket.cut();
+    // Resume on B and keep streaming, slowly, for well past A's grace period.
+    let on_b = Socket::connect(&b.url, &take.me.token).await.unwrap();
+    let ResumeAck::Ok(resumed) = on_b.resume(&ResumeRecording { recording_id: take.id }).await.unwrap() else {
+        panic!("resume refused")
+    };
+    assert_eq!(resumed.next_seq, 4);
+    for upto in 5..=16 {
+        take.send(&on_b, upto).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let stop = StopRecording { user_id: None, recording_id: Some(take.id), chunks: Some(16) };
+    let record = match on_b.stop(&stop).await.unwrap() {
+        StopAck::Ok(ok) => ok.record,
+        StopAck::Err(e) => panic!("stop refused: {e:?}"),
+    };
+    assert_eq!(record.status, RecordStatus::Ready);
+    take.verify(&b.url, &record, 16).await;
+    drop((a, b));
+    db.drop().await;
+}

@@ -333,19 +333,37 @@ impl Db {
         on_read_pool!(self, p => sqlx::query_scalar(sql).bind(user_id).fetch_one(p).await)
     }
 
-    /// Moves a live record to `finalizing` unless another task or instance
-    /// already did: only the caller that gets `true` finalizes it.
-    pub async fn claim_for_finalize(&self, id: Uuid) -> Result<bool, sqlx::Error> {
-        let sql = "UPDATE records SET status = 'finalizing', updated_at = $2 WHERE id = $1 AND status = 'recording'";
-        let done =
-            on_pool!(self, p => sqlx::query(sql).bind(id).bind(now()).execute(p).await.map(|r| r.rows_affected()))?;
+    /// Moves a live take held by `instance` to `finalizing`, recording the
+    /// intended outcome, unless another task or instance got there first or
+    /// took the take over: only the caller that gets `true` finalizes it.
+    pub async fn claim_for_finalize(
+        &self,
+        id: Uuid,
+        instance: Uuid,
+        outcome: StoredStatus,
+    ) -> Result<bool, sqlx::Error> {
+        let sql = "UPDATE records SET status = 'finalizing', outcome = $3, last_seen_at = $4, updated_at = $4 \
+                   WHERE id = $1 AND status = 'recording' AND owner_instance = $2";
+        let done = on_pool!(self, p => sqlx::query(sql).bind(id).bind(instance).bind(outcome.as_str()).bind(now())
+            .execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }
 
-    /// Gives a claimed record back to the live state (finalizing was refused).
-    pub async fn unclaim(&self, id: Uuid) -> Result<(), sqlx::Error> {
-        let sql = "UPDATE records SET status = 'recording', last_seen_at = $2 WHERE id = $1 AND status = 'finalizing'";
-        on_pool!(self, p => sqlx::query(sql).bind(id).bind(now()).execute(p).await.map(|_| ()))
+    /// Claims a take whose holder went silent (live, or killed mid-finalize)
+    /// for `instance`, only if it is still stale: a take resumed or being
+    /// finalized elsewhere meanwhile is left alone.
+    pub async fn claim_orphan(
+        &self,
+        id: Uuid,
+        instance: Uuid,
+        stale_before: DateTime<Utc>,
+    ) -> Result<bool, sqlx::Error> {
+        let sql = "UPDATE records SET status = 'finalizing', outcome = COALESCE(outcome, 'interrupted'), \
+                   owner_instance = $2, last_seen_at = $4, updated_at = $4 \
+                   WHERE id = $1 AND status IN ('recording', 'finalizing') AND last_seen_at < $3";
+        let done = on_pool!(self, p => sqlx::query(sql).bind(id).bind(instance).bind(stale_before).bind(now())
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(done == 1)
     }
 
     pub async fn finish_recording(&self, id: Uuid, f: &FinishedRecording) -> Result<Option<RecordRow>, sqlx::Error> {
@@ -373,9 +391,11 @@ impl Db {
         Ok(n == 1)
     }
 
-    /// Says that this instance still holds its live takes; one statement per tick.
+    /// Says that this instance still holds its live takes and the ones it is
+    /// finalizing; one statement per tick.
     pub async fn heartbeat(&self, instance: Uuid) -> Result<u64, sqlx::Error> {
-        let sql = "UPDATE records SET last_seen_at = $2 WHERE owner_instance = $1 AND status = 'recording'";
+        let sql =
+            "UPDATE records SET last_seen_at = $2 WHERE owner_instance = $1 AND status IN ('recording', 'finalizing')";
         on_pool!(self, p => sqlx::query(sql).bind(instance).bind(now()).execute(p).await.map(|r| r.rows_affected()))
     }
 

@@ -44,8 +44,17 @@ async fn suite(db: &Db) {
     assert_eq!(db.count_records(u.id).await.unwrap(), 3);
     assert!(db.records_of(u.id).await.unwrap().is_empty());
 
-    assert!(db.claim_for_finalize(ids[0]).await.unwrap());
-    assert!(!db.claim_for_finalize(ids[0]).await.unwrap(), "a take is claimed once");
+    assert!(
+        !db.claim_for_finalize(ids[0], Uuid::new_v4(), StoredStatus::Ready).await.unwrap(),
+        "only its holder claims a take"
+    );
+    assert!(db.claim_for_finalize(ids[0], instance, StoredStatus::Ready).await.unwrap());
+    assert!(!db.claim_for_finalize(ids[0], instance, StoredStatus::Ready).await.unwrap(), "a take is claimed once");
+    assert_eq!(
+        db.record(ids[0]).await.unwrap().unwrap().outcome.as_deref(),
+        Some("ready"),
+        "the intended outcome is kept"
+    );
     let finished = FinishedRecording {
         status: StoredStatus::Ready,
         outcome: None,
@@ -59,7 +68,7 @@ async fn suite(db: &Db) {
     assert_eq!((row.status(), row.size_bytes, row.duration_ms), (StoredStatus::Ready, 1234, 5678));
     assert_eq!(db.record_peaks(ids[0]).await.unwrap(), vec![3, 200, 7]);
     assert_eq!(db.record_peaks(ids[1]).await.unwrap(), Vec::<u8>::new());
-    assert!(db.claim_for_finalize(ids[2]).await.unwrap());
+    assert!(db.claim_for_finalize(ids[2], instance, StoredStatus::Ready).await.unwrap());
     db.finish_recording(
         ids[2],
         &FinishedRecording {
@@ -86,6 +95,16 @@ async fn suite(db: &Db) {
     assert!(db.take_over(ids[1], other).await.unwrap());
     assert_eq!(db.record(ids[1]).await.unwrap().unwrap().owner_instance, Some(other));
     assert!(!db.take_over(ids[0], other).await.unwrap(), "a saved take cannot be taken over");
+
+    // Orphans are claimed only while still stale, once.
+    let finder = Uuid::new_v4();
+    assert!(!db.claim_orphan(ids[1], finder, now() - chrono::Duration::seconds(60)).await.unwrap(), "not stale");
+    assert!(db.claim_orphan(ids[1], finder, now() + chrono::Duration::seconds(1)).await.unwrap());
+    let claimed = db.record(ids[1]).await.unwrap().unwrap();
+    assert_eq!((claimed.status(), claimed.owner_instance), (StoredStatus::Finalizing, Some(finder)));
+    assert_eq!(claimed.outcome.as_deref(), Some("interrupted"));
+    assert!(!db.claim_orphan(ids[1], other, now() - chrono::Duration::seconds(60)).await.unwrap(), "freshly claimed");
+    assert_eq!(db.heartbeat(finder).await.unwrap(), 1, "a take being finalized stays fresh");
 
     // Settings: the first value wins, for every instance.
     assert_eq!(db.setting_or_insert("k", "first").await.unwrap(), "first");

@@ -184,6 +184,10 @@ impl Recordings {
         }
         let _guard = self.loading.lock().await;
         if let Some(live) = self.get_live(id) {
+            // Loaded meanwhile by another socket: the owner check applies all the same.
+            if live.lock().await.user_id != user_id {
+                return Err(RecordingError::NotYours(id));
+            }
             return Ok(live);
         }
         let row = self.db.record(id).await?.ok_or(RecordingError::NotFound(id))?;
@@ -199,7 +203,10 @@ impl Recordings {
             tracing::warn!(recording_id = %id, error = %e, "cannot reopen spool");
             RecordingError::SpoolMissing(id)
         })?;
-        self.db.take_over(id, self.instance_id).await?;
+        if !self.db.take_over(id, self.instance_id).await? {
+            // Claimed for finalizing between our read and now.
+            return Err(RecordingError::Busy(id));
+        }
         tracing::info!(recording_id = %id, chunks = spool.chunks, bytes = spool.bytes, "recording taken over from spool");
         let live = Arc::new(Mutex::new(Live {
             id,
@@ -321,7 +328,12 @@ impl Recordings {
 
     /// Finalizes a held take: only the task that wins the database claim does it.
     async fn close_and_finalize(&self, live: &mut Live, outcome: StoredStatus) -> RecordingResult<RecordRow> {
-        if !self.db.claim_for_finalize(live.id).await? {
+        if !self.db.claim_for_finalize(live.id, self.instance_id, outcome).await? {
+            // Taken over by another instance, or finalized elsewhere: this
+            // copy is stale and must not write or finalize anything more.
+            live.closed = true;
+            self.live.lock().expect("live map").remove(&live.id);
+            tracing::info!(recording_id = %live.id, "take is held elsewhere now; dropped here");
             return Err(RecordingError::Busy(live.id));
         }
         live.closed = true;
@@ -394,17 +406,19 @@ impl Recordings {
             if !paths.exists() {
                 continue; // held on another machine's disk; that instance's reaper will see it
             }
-            if row.status() == StoredStatus::Recording && !self.db.claim_for_finalize(row.id).await.unwrap_or(false) {
-                continue;
+            if !self.db.claim_orphan(row.id, self.instance_id, before).await.unwrap_or(false) {
+                continue; // resumed, or claimed by another instance, meanwhile
             }
+            // A stop that failed half-way keeps its intended outcome.
+            let outcome = row.outcome.as_deref().map(StoredStatus::parse).unwrap_or(StoredStatus::Interrupted);
             // A crash between writing a chunk and its index entry leaves a torn tail: recover first.
             if let Err(e) = Spool::recover(&self.spool_dir, row.id) {
                 tracing::warn!(recording_id = %row.id, error = %e, "cannot recover spool");
                 continue;
             }
-            tracing::info!(recording_id = %row.id, "finalizing an orphaned take as interrupted");
+            tracing::info!(recording_id = %row.id, outcome = outcome.as_str(), "finalizing an orphaned take");
             let take = finalize::Take { id: row.id, user_id: row.user_id, mime_type: row.mime_type.clone(), paths };
-            if let Err(e) = finalize::finalize(&self.db, &self.storage, &take, StoredStatus::Interrupted).await {
+            if let Err(e) = finalize::finalize(&self.db, &self.storage, &take, outcome).await {
                 tracing::warn!(recording_id = %row.id, error = %e, "could not finalize orphaned take");
             }
         }
@@ -441,7 +455,7 @@ impl Recordings {
     async fn discard_empty(&self, live: &mut Live) {
         live.closed = true;
         self.live.lock().expect("live map").remove(&live.id);
-        if self.db.claim_for_finalize(live.id).await.unwrap_or(false) {
+        if self.db.claim_for_finalize(live.id, self.instance_id, StoredStatus::Interrupted).await.unwrap_or(false) {
             let _ = finalize::finalize(
                 &self.db,
                 &self.storage,

@@ -105,7 +105,7 @@ impl Spool {
     /// bytes are in the operating system's hands: they survive the server
     /// process being killed, not a power cut (see `sync`).
     /// `peaks` (the chunk's input levels, for the waveform) are cosmetic:
-    /// written between the data and the index, never needed for recovery.
+    /// written after the chunk, never needed for recovery.
     ///
     /// The writes are made inline on the async worker: a `write(2)` of a
     /// chunk into the page cache takes microseconds, while a trip through
@@ -114,19 +114,33 @@ impl Spool {
     /// server's CPU at 1,000 recorders).
     pub async fn append(&mut self, chunk: Bytes, peaks: Option<Vec<u8>>) -> std::io::Result<()> {
         let len = chunk.len() as u64;
-        (&*self.data).write_all(&chunk)?;
-        if let Some(peaks) = peaks.filter(|p| !p.is_empty()) {
-            if self.peaks.is_none() {
-                self.peaks = Some(OpenOptions::new().create(true).append(true).open(&self.paths.peaks)?);
-            }
-            if let Some(file) = &mut self.peaks {
-                file.write_all(&peaks)?;
-            }
+        let written = (&*self.data).write_all(&chunk).and_then(|()| (&*self.index).write_all(&len.to_le_bytes()));
+        if let Err(e) = written {
+            // A disk full or failing half-way: cut both files back to the last
+            // acknowledged chunk, so a retry of this seq lands cleanly.
+            let _ = self.data.set_len(self.bytes);
+            let _ = self.index.set_len(self.chunks * 8);
+            return Err(e);
         }
-        (&*self.index).write_all(&len.to_le_bytes())?;
         self.chunks += 1;
         self.bytes += len;
+        if let Some(peaks) = peaks.filter(|p| !p.is_empty()) {
+            if let Err(e) = self.write_peaks(&peaks) {
+                tracing::warn!(path = %self.paths.peaks.display(), error = %e, "waveform peaks not kept");
+            }
+        }
         Ok(())
+    }
+
+    /// Peaks are cosmetic: a failure here never fails the chunk.
+    fn write_peaks(&mut self, peaks: &[u8]) -> std::io::Result<()> {
+        if self.peaks.is_none() {
+            self.peaks = Some(OpenOptions::new().create(true).append(true).open(&self.paths.peaks)?);
+        }
+        match &mut self.peaks {
+            Some(file) => file.write_all(peaks),
+            None => Ok(()),
+        }
     }
 
     /// Flushes the spool to the disk itself.
