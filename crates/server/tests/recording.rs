@@ -447,3 +447,27 @@ async fn waveform_peaks_travel_with_the_chunks(backend: Backend) {
     app.stop().await;
 }
 both_backends!(waveform_peaks, waveform_peaks_travel_with_the_chunks);
+
+/// An event emitted the moment the connect is acknowledged gets its ack:
+/// the handlers exist before the acknowledgement (100 sockets at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_event_after_connect_is_never_dropped() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else { return };
+    let me = Api::new(&app.url).onboard("Eager").await.unwrap();
+    let starts = futures::future::join_all((0..100).map(|_| {
+        let (url, token) = (app.url.clone(), me.token.clone());
+        async move {
+            let mut socket = Socket::connect(&url, &token).await.unwrap();
+            socket.set_ack_timeout(Duration::from_secs(10));
+            let ack = socket.resume(&ResumeRecording { recording_id: Uuid::new_v4() }).await;
+            socket.cut();
+            ack
+        }
+    }))
+    .await;
+    for ack in starts {
+        // An unknown recording: refused, but answered.
+        assert!(matches!(ack, Ok(ResumeAck::Err(_))), "{ack:?}");
+    }
+    app.stop().await;
+}

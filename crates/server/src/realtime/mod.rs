@@ -38,10 +38,6 @@ enum Command {
     Disconnect,
 }
 
-/// The authenticated user of a socket (set by the handshake middleware).
-#[derive(Clone)]
-struct SocketUser(Arc<UserRow>);
-
 #[derive(Debug)]
 struct AuthRefused(&'static str);
 
@@ -53,13 +49,15 @@ impl std::fmt::Display for AuthRefused {
 
 /// Registers the namespace `/` on `io`.
 pub fn register(io: &SocketIo) {
-    // Registration runs synchronously in the connect callback: the client may
-    // emit right after its connect is acknowledged, before a spawned task ran.
-    let on_connect = |s: SocketRef, State(state): State<AppState>| {
-        on_connect(s, state);
+    // The event handlers are registered by the handshake middleware, which
+    // socketioxide runs before it acknowledges the connect: registered in the
+    // connect handler (after the acknowledgement), an event the client sends
+    // at once could arrive first and be dropped, with no ack ever coming.
+    let connected = |s: SocketRef| {
+        tracing::debug!(socket = %s.id, "socket connected");
         std::future::ready(())
     };
-    io.ns("/", on_connect.with(authenticate));
+    io.ns("/", connected.with(authenticate));
 }
 
 /// Handshake middleware: `auth: {"token": "..."}` must name a user.
@@ -72,7 +70,7 @@ async fn authenticate(
         auth.map_err(|_| AuthRefused("Authentication required: connect with auth {\"token\": \"<token>\"}."))?.token;
     match crate::auth::user_for_token(&state.db, &token).await {
         Ok(Some(user)) => {
-            s.extensions.insert(SocketUser(Arc::new(user)));
+            register_handlers(s, state, Arc::new(user));
             Ok(())
         }
         Ok(None) => Err(AuthRefused("This token is not valid; onboard again to get a new one.")),
@@ -83,11 +81,8 @@ async fn authenticate(
     }
 }
 
-fn on_connect(s: SocketRef, state: AppState) {
-    let Some(SocketUser(user)) = s.extensions.get::<SocketUser>() else {
-        let _ = s.disconnect();
-        return;
-    };
+/// Queues the socket's events for one worker that handles them in order.
+fn register_handlers(s: SocketRef, state: AppState, user: Arc<UserRow>) {
     let (tx, rx) = mpsc::unbounded_channel();
     // Handlers run synchronously here, so queue order is arrival order.
     macro_rules! queue {
@@ -120,7 +115,6 @@ fn on_connect(s: SocketRef, state: AppState) {
         let _ = disconnect_tx.send(Command::Disconnect);
         std::future::ready(())
     });
-    tracing::debug!(socket = %s.id, user_id = %user.id, "socket connected");
     tokio::spawn(Worker { state, socket: s, user, current: None, attached: HashSet::new() }.run(rx));
 }
 
