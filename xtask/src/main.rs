@@ -5,7 +5,6 @@ mod services;
 mod util;
 mod web;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -108,7 +107,10 @@ fn test() -> Result {
             .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
             .collect();
     eprintln!("xtask: test finished in {:.0} s", started.elapsed().as_secs_f64());
-    let (passed, failed) = (util::PASSED.load(std::sync::atomic::Ordering::Relaxed), util::FAILED.load(std::sync::atomic::Ordering::Relaxed));
+    let (passed, failed) = (
+        util::PASSED.load(std::sync::atomic::Ordering::Relaxed),
+        util::FAILED.load(std::sync::atomic::Ordering::Relaxed),
+    );
     println!("tests: {passed} passed, {failed} failed");
     if failures.is_empty() { Ok(()) } else { Err(failures.join("\n")) }
 }
@@ -159,9 +161,4 @@ fn bench(args: &[String]) -> Result {
     let _ = server.kill();
     let _ = server.wait();
     result
-}
-
-#[allow(dead_code)]
-fn path(p: &str) -> PathBuf {
-    root().join(p)
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{self, Result, apt_install, free_port, is_root, run, which};
+use crate::util::{self, Result, apt_install, free_port, is_root, run};
 
 pub struct Postgres {
     pub url: String,
@@ -184,9 +184,4 @@ fn http_request(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
     let mut head = [0u8; 12];
     s.read_exact(&mut head)?;
     String::from_utf8_lossy(&head[9..12]).parse().map_err(|_| std::io::Error::other("bad HTTP status line"))
-}
-
-#[allow(dead_code)]
-pub fn have(cmd: &str) -> bool {
-    which(cmd).is_some()
 }

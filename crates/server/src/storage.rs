@@ -174,8 +174,9 @@ impl Storage {
     }
 }
 
-/// Reads `range` of a local file in 256 KiB blocks.
-fn file_stream(file: std::fs::File, range: Range<u64>) -> BoxStream<'static, object_store::Result<Bytes>> {
+/// Reads `range` of a local file in 256 KiB blocks (stored audio, and a
+/// pending take's spool).
+pub fn file_stream(file: std::fs::File, range: Range<u64>) -> BoxStream<'static, object_store::Result<Bytes>> {
     const BLOCK: u64 = 256 * 1024;
     futures::stream::try_unfold((file, range), |(mut file, range)| async move {
         if range.start >= range.end {

@@ -22,22 +22,8 @@ fn fixture(name: &str) -> Vec<u8> {
 
 /// A real 3 s take through the socket (sequenced protocol), named `name`.
 async fn record_take(app: &TestApp, token: &str, name: &str) -> Record {
-    let mut socket = Socket::connect(&app.url, token).await.unwrap();
-    // Generous: the test machine is shared with browser tests.
-    socket.set_ack_timeout(std::time::Duration::from_secs(30));
-    let id = socket
-        .start(&StartRecording { mime_type: "audio/webm;codecs=opus".into(), name: Some(name.into()) })
-        .await
-        .unwrap()
-        .recording_id;
-    append(&socket, id, 0, Bytes::from(fixture("mediarecorder-opus-3s.webm"))).await;
-    let StopAck::Ok(ok) =
-        socket.stop(&StopRecording { recording_id: Some(id), chunks: Some(1), ..Default::default() }).await.unwrap()
-    else {
-        panic!("stop refused")
-    };
-    socket.disconnect().await;
-    ok.record
+    let data = fixture("mediarecorder-opus-3s.webm");
+    common::record_take(&app.url, token, Some(name), &data, data.len()).await
 }
 
 async fn append(socket: &Socket, id: Uuid, seq: u64, data: Bytes) {

@@ -61,7 +61,7 @@ fn ok_ack(ack: AppendAck) -> audiobook_client::wire::AppendOk {
     }
 }
 
-fn err_ack(ack: AppendAck) -> audiobook_client::wire::AppendErr {
+fn err_ack(ack: AppendAck) -> audiobook_client::wire::Failure {
     match ack {
         AppendAck::Err(e) => e,
         AppendAck::Ok(ok) => panic!("expected a refusal, got {ok:?}"),

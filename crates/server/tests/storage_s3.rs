@@ -6,43 +6,16 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use audiobook_client::wire::{AppendAck, AppendChunk, Record, RecordStatus, StartRecording, StopAck, StopRecording};
-use audiobook_client::{Api, Socket};
+use audiobook_client::Api;
+use audiobook_client::wire::{Record, RecordStatus};
 use audiobook_server::storage::Storage;
 use audiobook_server::testing::{s3_config, s3_or_skip};
-use bytes::Bytes;
-use common::{Backend, spawn_app_with};
+use common::{Backend, record_take, spawn_app_with};
 use futures::StreamExt;
 use tokio::net::{TcpListener, TcpStream};
 
 fn fixture() -> Vec<u8> {
     std::fs::read(format!("{}/../media/tests/data/mediarecorder-opus-20s.webm", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
-
-async fn record(url: &str, token: &str, data: &[u8]) -> Record {
-    let socket = Socket::connect(url, token).await.unwrap();
-    let id = socket
-        .start(&StartRecording { mime_type: "audio/webm;codecs=opus".into(), name: None })
-        .await
-        .unwrap()
-        .recording_id;
-    let chunks: Vec<&[u8]> = data.chunks(40_000).collect();
-    for (seq, c) in chunks.iter().enumerate() {
-        let chunk = AppendChunk {
-            data: Some(Bytes::copy_from_slice(c)),
-            seq: Some(seq as u64),
-            recording_id: Some(id),
-            ..Default::default()
-        };
-        assert!(matches!(socket.append(&chunk).await.unwrap(), AppendAck::Ok(_)));
-    }
-    let stop = StopRecording { user_id: None, recording_id: Some(id), chunks: Some(chunks.len() as u64) };
-    let record = match socket.stop(&stop).await.unwrap() {
-        StopAck::Ok(ok) => ok.record,
-        StopAck::Err(e) => panic!("stop refused: {e:?}"),
-    };
-    socket.disconnect().await;
-    record
 }
 
 async fn object_bytes(storage: &Storage, key: &str) -> Vec<u8> {
@@ -61,7 +34,7 @@ async fn recording_goes_to_the_bucket_and_plays_with_range() {
     let api = Api::new(&app.url);
     let me = api.onboard("Cloud").await.unwrap();
     let data = fixture();
-    let record = record(&app.url, &me.token, &data).await;
+    let record = record_take(&app.url, &me.token, None, &data, 40_000).await;
     assert_eq!((record.status, record.duration_ms), (RecordStatus::Ready, 19980));
 
     // The object is in the bucket: the fixed file, with its content type.
@@ -142,7 +115,7 @@ async fn bucket_down_at_stop_keeps_the_take_pending_until_it_is_back() {
     let data = fixture();
 
     outage.down();
-    let record = record(&app.url, &me.token, &data).await;
+    let record = record_take(&app.url, &me.token, None, &data, 40_000).await;
     assert_eq!(record.status, RecordStatus::Pending, "not shown as ready, not lost");
     assert_eq!(record.duration_ms, 19980);
     assert!(app.spool_dir().join(format!("{}.data", record.id)).exists(), "the spool is kept");

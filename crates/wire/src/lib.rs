@@ -171,7 +171,8 @@ pub struct AppendChunk {
 #[serde(untagged)]
 pub enum AppendAck {
     Ok(AppendOk),
-    Err(AppendErr),
+    /// `next_seq` says where to go on, when the server knows the recording.
+    Err(Failure),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -180,17 +181,6 @@ pub struct AppendOk {
     pub recording_id: Uuid,
     pub seq: u64,
     pub received_bytes: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AppendErr {
-    pub ok: monostate::False,
-    pub error: String,
-    /// The seq the server expects next, when it knows the recording.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_seq: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recording_id: Option<Uuid>,
 }
 
 /// `resume-recording` payload.
@@ -318,15 +308,9 @@ mod tests {
         .unwrap();
         assert!(matches!(ok, AppendAck::Ok(AppendOk { seq: 3, received_bytes: 10, .. })));
         let err: AppendAck = serde_json::from_value(json!({"ok": false, "error": "gap", "next_seq": 2})).unwrap();
-        assert!(matches!(err, AppendAck::Err(AppendErr { next_seq: Some(2), .. })));
+        assert!(matches!(err, AppendAck::Err(Failure { next_seq: Some(2), .. })));
         assert_eq!(
-            serde_json::to_value(AppendAck::Err(AppendErr {
-                ok: monostate::False,
-                error: "x".into(),
-                next_seq: Some(1),
-                recording_id: None
-            }))
-            .unwrap(),
+            serde_json::to_value(AppendAck::Err(Failure { next_seq: Some(1), ..Failure::new("x") })).unwrap(),
             json!({"ok": false, "error": "x", "next_seq": 1})
         );
     }

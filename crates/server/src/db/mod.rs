@@ -129,16 +129,6 @@ impl StoredStatus {
     }
 }
 
-impl From<RecordStatus> for StoredStatus {
-    fn from(s: RecordStatus) -> StoredStatus {
-        match s {
-            RecordStatus::Ready => StoredStatus::Ready,
-            RecordStatus::Interrupted => StoredStatus::Interrupted,
-            RecordStatus::Pending => StoredStatus::Pending,
-        }
-    }
-}
-
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RecordRow {
     pub id: Uuid,

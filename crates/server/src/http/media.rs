@@ -10,9 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use futures::StreamExt;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::IdPath;
 use crate::AppState;
@@ -21,6 +19,7 @@ use crate::error::{AppError, AppResult};
 use crate::links::LinkError;
 use crate::recording::finalize::extension_for;
 use crate::recording::spool::SpoolPaths;
+use crate::storage::file_stream;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/media/{id}", get(media))
@@ -111,7 +110,7 @@ pub async fn serve(
         StoredStatus::Pending => {
             let paths = SpoolPaths::new(&state.config.spool_dir, row.id);
             let path = if paths.fixed.exists() { paths.fixed } else { paths.data };
-            let mut file = tokio::fs::File::open(&path)
+            let file = tokio::fs::File::open(&path)
                 .await
                 .map_err(|_| AppError::NotFound("This recording's audio is not available right now.".into()))?;
             let size = file.metadata().await.map_err(|e| AppError::Internal(e.to_string()))?.len();
@@ -119,29 +118,13 @@ pub async fn serve(
             if plan.not_modified {
                 return Ok(plan.head(StatusCode::NOT_MODIFIED, &disposition));
             }
-            let range = plan.range.clone().unwrap_or(0..size);
-            file.seek(std::io::SeekFrom::Start(range.start)).await.map_err(|e| AppError::Internal(e.to_string()))?;
-            let stream = tokio_util_stream(file.take(range.end - range.start));
+            let stream = file_stream(file.into_std().await, plan.range.clone().unwrap_or(0..size));
             Ok(plan.respond(Body::from_stream(stream), &disposition))
         }
         StoredStatus::Recording | StoredStatus::Finalizing => {
             Err(AppError::NotFound("This recording is still being saved; try again in a moment.".into()))
         }
     }
-}
-
-/// Reads an `AsyncRead` as a stream of chunks.
-fn tokio_util_stream(
-    reader: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send {
-    futures::stream::unfold((reader, vec![0u8; 64 * 1024]), |(mut reader, mut buf)| async move {
-        match reader.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => Some((Ok(bytes::Bytes::copy_from_slice(&buf[..n])), (reader, buf))),
-            Err(e) => Some((Err(e), (reader, buf))),
-        }
-    })
-    .boxed()
 }
 
 fn content_disposition(row: &RecordRow, download: bool) -> String {

@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use audiobook_wire::{
-    AppendAck, AppendChunk, AppendErr, AppendOk, Failure, HandshakeAuth, RecordingError as WireRecordingError,
-    ResumeAck, ResumeOk, ResumeRecording, StartAck, StartRecording, StopAck, StopOk, StopRecording, events, monostate,
+    AppendAck, AppendChunk, AppendOk, Failure, HandshakeAuth, RecordingError as WireRecordingError, ResumeAck,
+    ResumeOk, ResumeRecording, StartAck, StartRecording, StopAck, StopOk, StopRecording, events, monostate,
 };
 
 mod payload;
@@ -86,30 +86,18 @@ fn register_handlers(s: SocketRef, state: AppState, user: Arc<UserRow>) {
     let (tx, rx) = mpsc::unbounded_channel();
     // Handlers run synchronously here, so queue order is arrival order.
     macro_rules! queue {
-        ($event:expr, $variant:ident) => {{
+        ($event:expr, |$payload:pat_param, $ack:ident| $command:expr) => {{
             let tx = tx.clone();
-            s.on($event, move |TryData(data), ack: AckSender| {
-                let _ = tx.send(Command::$variant(data, ack));
+            s.on($event, move |$payload, $ack: AckSender| {
+                let _ = tx.send($command);
                 std::future::ready(())
             });
         }};
     }
-    queue!(events::START_RECORDING, Start);
-    {
-        let tx = tx.clone();
-        s.on(events::APPEND_RECORDING, move |ChunkPayload(chunk), ack: AckSender| {
-            let _ = tx.send(Command::Append(chunk, ack));
-            std::future::ready(())
-        });
-    }
-    queue!(events::RESUME_RECORDING, Resume);
-    {
-        let tx = tx.clone();
-        s.on(events::STOP_RECORDING, move |TryData(data), ack: AckSender| {
-            let _ = tx.send(Command::Stop(data, ack, std::time::Instant::now()));
-            std::future::ready(())
-        });
-    }
+    queue!(events::START_RECORDING, |TryData(req), ack| Command::Start(req, ack));
+    queue!(events::APPEND_RECORDING, |ChunkPayload(chunk), ack| Command::Append(chunk, ack));
+    queue!(events::RESUME_RECORDING, |TryData(req), ack| Command::Resume(req, ack));
+    queue!(events::STOP_RECORDING, |TryData(req), ack| Command::Stop(req, ack, std::time::Instant::now()));
     let disconnect_tx = tx.clone();
     s.on_disconnect(move || {
         let _ = disconnect_tx.send(Command::Disconnect);
@@ -200,26 +188,22 @@ impl Worker {
         let chunk = match req {
             Ok(c) => c,
             Err(e) => {
-                return append_err(
-                    format!(
-                        "append-recording needs {{\"data\": binary, \"final\": bool, \"seq\"?: int, \"recording_id\"?: uuid}} ({e})."
-                    ),
-                    None,
-                    None,
-                );
+                return AppendAck::Err(Failure::new(format!(
+                    "append-recording needs {{\"data\": binary, \"final\": bool, \"seq\"?: int, \"recording_id\"?: uuid}} ({e})."
+                )));
             }
         };
         let id = match chunk.recording_id.or(self.current) {
             Some(id) => id,
             None if chunk.data.is_none() => {
-                return append_err("There is no recording to end on this connection.".into(), None, None);
+                return AppendAck::Err(Failure::new("There is no recording to end on this connection."));
             }
             // Original clients: the first chunk opens the socket's take.
             None => {
                 let mime = chunk.mime_type.as_deref().unwrap_or("audio/webm");
                 match self.state.recordings.open(self.user.id, mime, None).await {
                     Ok(id) => id,
-                    Err(e) => return append_err(e.to_string(), None, e.next_seq()),
+                    Err(e) => return AppendAck::Err(failure(&e, None)),
                 }
             }
         };
@@ -236,14 +220,13 @@ impl Worker {
                             received_bytes: p.received_bytes,
                         })
                     }
-                    Err(e) => append_err(e.to_string(), Some(id), e.next_seq()),
+                    Err(e) => AppendAck::Err(failure(&e, Some(id))),
                 };
             }
-            return append_err(
-                "This chunk has no data: send the audio as a binary `data` field.".into(),
-                Some(id),
-                None,
-            );
+            return AppendAck::Err(Failure {
+                recording_id: Some(id),
+                ..Failure::new("This chunk has no data: send the audio as a binary `data` field.")
+            });
         };
         match self.state.recordings.append(self.user.id, id, chunk.seq, data, chunk.peaks).await {
             Ok(p) => {
@@ -259,7 +242,7 @@ impl Worker {
                 if matches!(e, RecordingError::Gap { .. } | RecordingError::RecordingTooLarge { .. }) {
                     tracing::debug!(recording_id = %id, error = %e, "chunk refused");
                 }
-                append_err(e.to_string(), Some(id), e.next_seq())
+                AppendAck::Err(failure(&e, Some(id)))
             }
         }
     }
@@ -317,10 +300,6 @@ impl Worker {
 
 fn failure(e: &RecordingError, recording_id: Option<Uuid>) -> Failure {
     Failure { ok: monostate::False, error: e.to_string(), next_seq: e.next_seq(), recording_id }
-}
-
-fn append_err(error: String, recording_id: Option<Uuid>, next_seq: Option<u64>) -> AppendAck {
-    AppendAck::Err(AppendErr { ok: monostate::False, error, next_seq, recording_id })
 }
 
 fn send_ack<T: serde::Serialize + ?Sized>(ack: AckSender, reply: &T) {

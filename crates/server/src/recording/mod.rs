@@ -81,10 +81,28 @@ pub struct Progress {
     pub received_bytes: u64,
 }
 
+/// A take held by this instance. Whose it is never changes, so the owner
+/// check reads it without the lock, and a chunk takes the lock once.
+#[derive(Debug)]
+struct Held {
+    user_id: Uuid,
+    live: Mutex<Live>,
+}
+
+impl Held {
+    fn new(user_id: Uuid, live: Live) -> Arc<Held> {
+        Arc::new(Held { user_id, live: Mutex::new(live) })
+    }
+
+    /// This take, if it is `user_id`'s.
+    fn owned_by(self: Arc<Held>, user_id: Uuid, id: Uuid) -> RecordingResult<Arc<Held>> {
+        if self.user_id == user_id { Ok(self) } else { Err(RecordingError::NotYours(id)) }
+    }
+}
+
 #[derive(Debug)]
 struct Live {
     id: Uuid,
-    user_id: Uuid,
     mime_type: String,
     spool: Spool,
     last_activity: Instant,
@@ -103,7 +121,7 @@ pub struct Recordings {
     /// Identifies this process in the database, so another instance can tell
     /// whether a live take's holder is still alive.
     pub instance_id: Uuid,
-    live: SyncMutex<HashMap<Uuid, Arc<Mutex<Live>>>>,
+    live: SyncMutex<HashMap<Uuid, Arc<Held>>>,
     /// Serializes loading a recording from the spool, so two sockets resuming
     /// the same take at once get one `Live`.
     loading: Mutex<()>,
@@ -129,7 +147,7 @@ impl Recordings {
         &self.limits
     }
 
-    fn get_live(&self, id: Uuid) -> Option<Arc<Mutex<Live>>> {
+    fn get_live(&self, id: Uuid) -> Option<Arc<Held>> {
         self.live.lock().expect("live map").get(&id).cloned()
     }
 
@@ -141,12 +159,8 @@ impl Recordings {
     /// Opens a new recording for `user_id`.
     pub async fn open(&self, user_id: Uuid, mime_type: &str, name: Option<&str>) -> RecordingResult<Uuid> {
         let max = self.limits.max_live_recordings_per_user;
-        let mut held = 0;
-        for live in self.live.lock().expect("live map").values() {
-            if let Ok(l) = live.try_lock() {
-                held += usize::from(l.user_id == user_id && !l.closed);
-            }
-        }
+        // Closed takes leave the map as they close, so this count is exact.
+        let held = self.live.lock().expect("live map").values().filter(|h| h.user_id == user_id).count();
         if held >= max {
             return Err(RecordingError::TooManyLive { max });
         }
@@ -166,8 +180,8 @@ impl Recordings {
                 owner_instance: self.instance_id,
             })
             .await?;
-        let live = Live { id, user_id, mime_type, spool, last_activity: Instant::now(), attached: 0, closed: false };
-        self.live.lock().expect("live map").insert(id, Arc::new(Mutex::new(live)));
+        let live = Live { id, mime_type, spool, last_activity: Instant::now(), attached: 0, closed: false };
+        self.live.lock().expect("live map").insert(id, Held::new(user_id, live));
         tracing::info!(recording_id = %id, user_id = %user_id, "recording opened");
         Ok(id)
     }
@@ -175,20 +189,14 @@ impl Recordings {
     /// The live recording `id` of `user_id`, reloaded from the spool if this
     /// instance does not hold it (after a restart, or a take started on
     /// another instance sharing the database and the spool).
-    async fn live_of(&self, user_id: Uuid, id: Uuid) -> RecordingResult<Arc<Mutex<Live>>> {
-        if let Some(live) = self.get_live(id) {
-            if live.lock().await.user_id != user_id {
-                return Err(RecordingError::NotYours(id));
-            }
-            return Ok(live);
+    async fn live_of(&self, user_id: Uuid, id: Uuid) -> RecordingResult<Arc<Held>> {
+        if let Some(held) = self.get_live(id) {
+            return held.owned_by(user_id, id);
         }
         let _guard = self.loading.lock().await;
-        if let Some(live) = self.get_live(id) {
+        if let Some(held) = self.get_live(id) {
             // Loaded meanwhile by another socket: the owner check applies all the same.
-            if live.lock().await.user_id != user_id {
-                return Err(RecordingError::NotYours(id));
-            }
-            return Ok(live);
+            return held.owned_by(user_id, id);
         }
         let row = self.db.record(id).await?.ok_or(RecordingError::NotFound(id))?;
         if row.user_id != user_id {
@@ -208,17 +216,11 @@ impl Recordings {
             return Err(RecordingError::Busy(id));
         }
         tracing::info!(recording_id = %id, chunks = spool.chunks, bytes = spool.bytes, "recording taken over from spool");
-        let live = Arc::new(Mutex::new(Live {
-            id,
-            user_id,
-            mime_type: row.mime_type,
-            spool,
-            last_activity: Instant::now(),
-            attached: 0,
-            closed: false,
-        }));
-        self.live.lock().expect("live map").insert(id, live.clone());
-        Ok(live)
+        let live =
+            Live { id, mime_type: row.mime_type, spool, last_activity: Instant::now(), attached: 0, closed: false };
+        let held = Held::new(user_id, live);
+        self.live.lock().expect("live map").insert(id, held.clone());
+        Ok(held)
     }
 
     /// Appends chunk `seq` (or the next one, for clients without seq) and
@@ -234,8 +236,8 @@ impl Recordings {
         if data.len() > self.limits.max_chunk_bytes {
             return Err(RecordingError::ChunkTooLarge { got: data.len(), max: self.limits.max_chunk_bytes });
         }
-        let live = self.live_of(user_id, id).await?;
-        let mut live = live.lock().await;
+        let held = self.live_of(user_id, id).await?;
+        let mut live = held.live.lock().await;
         if live.closed {
             return Err(RecordingError::AlreadySaved(id));
         }
@@ -263,8 +265,8 @@ impl Recordings {
 
     /// Where a take stands, so a reconnected client knows what to send next.
     pub async fn resume(&self, user_id: Uuid, id: Uuid) -> RecordingResult<Progress> {
-        let live = self.live_of(user_id, id).await?;
-        let mut live = live.lock().await;
+        let held = self.live_of(user_id, id).await?;
+        let mut live = held.live.lock().await;
         if live.closed {
             return Err(RecordingError::AlreadySaved(id));
         }
@@ -279,8 +281,8 @@ impl Recordings {
 
     /// A socket starts using a recording (it no longer counts as abandoned).
     pub async fn attach(&self, id: Uuid) {
-        if let Some(live) = self.get_live(id) {
-            let mut live = live.lock().await;
+        if let Some(held) = self.get_live(id) {
+            let mut live = held.live.lock().await;
             live.attached += 1;
             live.last_activity = Instant::now();
         }
@@ -290,8 +292,8 @@ impl Recordings {
     /// The spool is flushed to disk now, so a power cut during the wait
     /// loses nothing that was acknowledged.
     pub async fn detach(&self, id: Uuid) {
-        if let Some(live) = self.get_live(id) {
-            let mut live = live.lock().await;
+        if let Some(held) = self.get_live(id) {
+            let mut live = held.live.lock().await;
             live.attached = live.attached.saturating_sub(1);
             live.last_activity = Instant::now();
             if let Err(e) = live.spool.sync().await {
@@ -304,14 +306,14 @@ impl Recordings {
     /// the container, stores it and returns the saved record. Stopping a
     /// take that is already saved returns it again (a retried stop).
     pub async fn stop(&self, user_id: Uuid, id: Uuid, expected_chunks: Option<u64>) -> RecordingResult<RecordRow> {
-        let live = match self.live_of(user_id, id).await {
-            Ok(live) => live,
+        let held = match self.live_of(user_id, id).await {
+            Ok(held) => held,
             Err(RecordingError::AlreadySaved(_)) => {
                 return self.db.record(id).await?.ok_or(RecordingError::NotFound(id));
             }
             Err(e) => return Err(e),
         };
-        let mut guard = live.lock().await;
+        let mut guard = held.live.lock().await;
         if guard.closed {
             return Err(RecordingError::Busy(id));
         }
@@ -323,11 +325,16 @@ impl Recordings {
         if guard.spool.chunks == 0 {
             return Err(RecordingError::Empty);
         }
-        self.close_and_finalize(&mut guard, StoredStatus::Ready).await
+        self.close_and_finalize(user_id, &mut guard, StoredStatus::Ready).await
     }
 
     /// Finalizes a held take: only the task that wins the database claim does it.
-    async fn close_and_finalize(&self, live: &mut Live, outcome: StoredStatus) -> RecordingResult<RecordRow> {
+    async fn close_and_finalize(
+        &self,
+        user_id: Uuid,
+        live: &mut Live,
+        outcome: StoredStatus,
+    ) -> RecordingResult<RecordRow> {
         if !self.db.claim_for_finalize(live.id, self.instance_id, outcome).await? {
             // Taken over by another instance, or finalized elsewhere: this
             // copy is stale and must not write or finalize anything more.
@@ -343,7 +350,7 @@ impl Recordings {
             &self.storage,
             &finalize::Take {
                 id: live.id,
-                user_id: live.user_id,
+                user_id,
                 mime_type: live.mime_type.clone(),
                 paths: live.spool.paths.clone(),
             },
@@ -368,8 +375,8 @@ impl Recordings {
         }
         let now = Instant::now();
         let candidates: Vec<_> = self.live.lock().expect("live map").values().cloned().collect();
-        for live in candidates {
-            let Ok(mut live) = live.try_lock() else { continue };
+        for held in candidates {
+            let Ok(mut live) = held.live.try_lock() else { continue };
             let idle = now.duration_since(live.last_activity);
             let expired = if live.attached == 0 {
                 idle >= self.limits.recording_grace
@@ -378,9 +385,7 @@ impl Recordings {
             };
             if expired && !live.closed {
                 tracing::info!(recording_id = %live.id, idle_secs = idle.as_secs(), "finalizing an abandoned take as interrupted");
-                if live.spool.chunks == 0 {
-                    self.discard_empty(&mut live).await;
-                } else if let Err(e) = self.close_and_finalize(&mut live, StoredStatus::Interrupted).await {
+                if let Err(e) = self.close_and_finalize(held.user_id, &mut live, StoredStatus::Interrupted).await {
                     tracing::warn!(recording_id = %live.id, error = %e, "could not finalize abandoned take");
                 }
             }
@@ -452,25 +457,6 @@ impl Recordings {
         }
     }
 
-    async fn discard_empty(&self, live: &mut Live) {
-        live.closed = true;
-        self.live.lock().expect("live map").remove(&live.id);
-        if self.db.claim_for_finalize(live.id, self.instance_id, StoredStatus::Interrupted).await.unwrap_or(false) {
-            let _ = finalize::finalize(
-                &self.db,
-                &self.storage,
-                &finalize::Take {
-                    id: live.id,
-                    user_id: live.user_id,
-                    mime_type: live.mime_type.clone(),
-                    paths: live.spool.paths.clone(),
-                },
-                StoredStatus::Interrupted,
-            )
-            .await;
-        }
-    }
-
     /// Runs the reaper until `shutdown` resolves.
     pub async fn run_reaper(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         let tick = (self.limits.recording_grace / 5).clamp(Duration::from_millis(200), Duration::from_secs(5));
@@ -489,8 +475,8 @@ impl Recordings {
     /// the restart, and are finalized as interrupted if nobody comes back.
     pub async fn sync_all(&self) {
         let all: Vec<_> = self.live.lock().expect("live map").values().cloned().collect();
-        for live in all {
-            let live = live.lock().await;
+        for held in all {
+            let live = held.live.lock().await;
             if let Err(e) = live.spool.sync().await {
                 tracing::warn!(recording_id = %live.id, error = %e, "spool sync failed at shutdown");
             }

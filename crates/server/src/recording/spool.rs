@@ -124,10 +124,10 @@ impl Spool {
         }
         self.chunks += 1;
         self.bytes += len;
-        if let Some(peaks) = peaks.filter(|p| !p.is_empty()) {
-            if let Err(e) = self.write_peaks(&peaks) {
-                tracing::warn!(path = %self.paths.peaks.display(), error = %e, "waveform peaks not kept");
-            }
+        if let Some(peaks) = peaks.filter(|p| !p.is_empty())
+            && let Err(e) = self.write_peaks(&peaks)
+        {
+            tracing::warn!(path = %self.paths.peaks.display(), error = %e, "waveform peaks not kept");
         }
         Ok(())
     }

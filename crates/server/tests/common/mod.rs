@@ -115,3 +115,40 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// Records `data` as one take through a real socket (sequenced protocol, in
+/// chunks of `chunk_bytes`), every chunk acknowledged, and returns the saved
+/// record. The ack timeout is generous: the test machine is shared with the
+/// browser tests.
+pub async fn record_take(
+    url: &str,
+    token: &str,
+    name: Option<&str>,
+    data: &[u8],
+    chunk_bytes: usize,
+) -> audiobook_client::wire::Record {
+    use audiobook_client::wire::{AppendAck, AppendChunk, StartRecording, StopAck, StopRecording};
+    let mut socket = audiobook_client::Socket::connect(url, token).await.unwrap();
+    socket.set_ack_timeout(std::time::Duration::from_secs(30));
+    let start = StartRecording { mime_type: "audio/webm;codecs=opus".into(), name: name.map(str::to_string) };
+    let id = socket.start(&start).await.unwrap().recording_id;
+    let chunks: Vec<&[u8]> = data.chunks(chunk_bytes).collect();
+    for (seq, c) in chunks.iter().enumerate() {
+        let chunk = AppendChunk {
+            data: Some(bytes::Bytes::copy_from_slice(c)),
+            seq: Some(seq as u64),
+            recording_id: Some(id),
+            mime_type: Some(start.mime_type.clone()),
+            ..Default::default()
+        };
+        let ack = socket.append(&chunk).await.unwrap();
+        assert!(matches!(ack, AppendAck::Ok(_)), "{ack:?}");
+    }
+    let stop = StopRecording { user_id: None, recording_id: Some(id), chunks: Some(chunks.len() as u64) };
+    let record = match socket.stop(&stop).await.unwrap() {
+        StopAck::Ok(ok) => ok.record,
+        StopAck::Err(e) => panic!("stop refused: {e:?}"),
+    };
+    socket.disconnect().await;
+    record
+}
