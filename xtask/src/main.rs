@@ -148,6 +148,8 @@ fn bench(args: &[String]) -> Result {
         .env("SPOOL_DIR", work.join("spool"))
         .env("PUBLIC_URL", format!("http://127.0.0.1:{port}"))
         .env("MAX_LIVE_RECORDINGS_PER_USER", "4")
+        // Thousands of recorders onboard from this one address.
+        .env("ONBOARD_PER_MINUTE", "0")
         .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
         .spawn()
         .map_err(|e| e.to_string())?;

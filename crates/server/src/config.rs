@@ -31,6 +31,9 @@ pub struct Config {
     pub web_dist: Option<PathBuf>,
     /// Secret for signing playback links; `None`: a random one kept in the database.
     pub link_secret: Option<String>,
+    /// Take the client's address from `X-Forwarded-For` (behind a load
+    /// balancer that sets it); otherwise the peer address is used.
+    pub trust_forwarded_for: bool,
     pub limits: Limits,
 }
 
@@ -47,6 +50,24 @@ pub struct Limits {
     /// How long a playback link stays valid.
     pub link_ttl: Duration,
     pub max_body_bytes: usize,
+    /// Open Socket.IO connections per user, across instances.
+    pub max_sockets_per_user: u64,
+    /// Saved and live recordings per user.
+    pub max_recordings_per_user: u64,
+    /// Bytes of audio per user, saved and live; 0: no limit.
+    pub max_bytes_per_user: u64,
+    /// `POST /onboard` per client address per minute (per instance); 0: no limit.
+    pub onboard_per_minute: u32,
+    /// New takes and chunks are refused while the spool's disk has less free.
+    pub min_free_spool_bytes: u64,
+    /// Audio one user may send per second, sustained (per instance), after a
+    /// burst of 16 seconds' worth.
+    pub upload_bytes_per_sec: u64,
+    /// A client must send its request headers within this time (slowloris);
+    /// also how long an idle keep-alive connection stays open.
+    pub http_header_timeout: Duration,
+    /// Open HTTP connections (WebSockets included) per instance.
+    pub max_http_connections: usize,
 }
 
 impl Default for Limits {
@@ -59,9 +80,22 @@ impl Default for Limits {
             recording_idle_timeout: Duration::from_secs(3600),
             link_ttl: Duration::from_secs(24 * 3600),
             max_body_bytes: 64 * 1024,
+            max_sockets_per_user: 8,
+            max_recordings_per_user: 10_000,
+            max_bytes_per_user: 10 * 1024 * 1024 * 1024,
+            onboard_per_minute: 10,
+            min_free_spool_bytes: 512 * 1024 * 1024,
+            upload_bytes_per_sec: 1024 * 1024,
+            http_header_timeout: Duration::from_secs(10),
+            max_http_connections: 10_000,
         }
     }
 }
+
+/// Bounds of `MAX_CHUNK_BYTES`: a socket may queue a few chunks, and that
+/// must stay a small, representable amount of memory.
+pub const MIN_CHUNK_LIMIT: usize = 1024;
+pub const MAX_CHUNK_LIMIT: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -94,7 +128,11 @@ impl Config {
         };
         let defaults = Limits::default();
         let secs = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
-            Ok(Duration::from_secs_f64(parse(&get, name, default.as_secs_f64())?))
+            let value: f64 = parse(&get, name, default.as_secs_f64())?;
+            Duration::try_from_secs_f64(value)
+                .ok()
+                .filter(|d| *d <= Duration::from_secs(100 * 365 * 24 * 3600))
+                .ok_or_else(|| ConfigError(format!("{name}={value} must be a number of seconds from 0 to 100 years")))
         };
         let limits = Limits {
             max_chunk_bytes: parse(&get, "MAX_CHUNK_BYTES", defaults.max_chunk_bytes)?,
@@ -108,7 +146,30 @@ impl Config {
             recording_idle_timeout: secs("RECORDING_IDLE_TIMEOUT_SECS", defaults.recording_idle_timeout)?,
             link_ttl: secs("LINK_TTL_SECS", defaults.link_ttl)?,
             max_body_bytes: defaults.max_body_bytes,
+            max_sockets_per_user: parse(&get, "MAX_SOCKETS_PER_USER", defaults.max_sockets_per_user)?,
+            max_recordings_per_user: parse(&get, "MAX_RECORDINGS_PER_USER", defaults.max_recordings_per_user)?,
+            max_bytes_per_user: parse(&get, "MAX_BYTES_PER_USER", defaults.max_bytes_per_user)?,
+            onboard_per_minute: parse(&get, "ONBOARD_PER_MINUTE", defaults.onboard_per_minute)?,
+            min_free_spool_bytes: parse(&get, "MIN_FREE_SPOOL_BYTES", defaults.min_free_spool_bytes)?,
+            upload_bytes_per_sec: parse(&get, "UPLOAD_BYTES_PER_SEC", defaults.upload_bytes_per_sec)?,
+            http_header_timeout: secs("HTTP_HEADER_TIMEOUT_SECS", defaults.http_header_timeout)?,
+            max_http_connections: parse(&get, "MAX_HTTP_CONNECTIONS", defaults.max_http_connections)?,
         };
+        if !(MIN_CHUNK_LIMIT..=MAX_CHUNK_LIMIT).contains(&limits.max_chunk_bytes) {
+            return Err(ConfigError(format!(
+                "MAX_CHUNK_BYTES={} must be from {MIN_CHUNK_LIMIT} to {MAX_CHUNK_LIMIT}",
+                limits.max_chunk_bytes
+            )));
+        }
+        if limits.max_live_recordings_per_user == 0 || limits.max_sockets_per_user == 0 {
+            return Err(ConfigError("MAX_LIVE_RECORDINGS_PER_USER and MAX_SOCKETS_PER_USER must be at least 1".into()));
+        }
+        if limits.http_header_timeout.is_zero() || limits.max_http_connections == 0 || limits.upload_bytes_per_sec == 0
+        {
+            return Err(ConfigError(
+                "HTTP_HEADER_TIMEOUT_SECS, MAX_HTTP_CONNECTIONS and UPLOAD_BYTES_PER_SEC must be above 0".into(),
+            ));
+        }
         Ok(Config {
             host: get("HOST").unwrap_or_else(|| "0.0.0.0".into()),
             port,
@@ -123,6 +184,7 @@ impl Config {
             spool_dir: get("SPOOL_DIR").unwrap_or_else(|| "./data/spool".into()).into(),
             web_dist: get("WEB_DIST").map(PathBuf::from),
             link_secret: get("LINK_SECRET"),
+            trust_forwarded_for: parse(&get, "TRUST_X_FORWARDED_FOR", false)?,
             limits,
         })
     }
@@ -186,5 +248,27 @@ mod tests {
         assert!(e.to_string().contains("PORT"), "{e}");
         assert!(config(&[("STORAGE", "s3")]).unwrap_err().to_string().contains("S3_BUCKET"));
         assert!(config(&[("STORAGE", "ftp")]).is_err());
+    }
+
+    #[test]
+    fn hostile_numbers_are_refused_not_panicked_on() {
+        for (name, value) in [
+            ("RECORDING_GRACE_SECS", "-1"),
+            ("RECORDING_GRACE_SECS", "inf"),
+            ("RECORDING_GRACE_SECS", "NaN"),
+            ("LINK_TTL_SECS", "1e300"),
+            ("MAX_CHUNK_BYTES", "18446744073709551615"),
+            ("MAX_CHUNK_BYTES", "0"),
+            ("MAX_SOCKETS_PER_USER", "0"),
+            ("HTTP_HEADER_TIMEOUT_SECS", "0"),
+            ("TRUST_X_FORWARDED_FOR", "maybe"),
+        ] {
+            let e = config(&[(name, value)]).unwrap_err();
+            assert!(e.to_string().contains(name), "{name}={value}: {e}");
+        }
+        let c = config(&[("MAX_BYTES_PER_USER", "0"), ("ONBOARD_PER_MINUTE", "0"), ("TRUST_X_FORWARDED_FOR", "true")])
+            .unwrap();
+        assert_eq!((c.limits.max_bytes_per_user, c.limits.onboard_per_minute), (0, 0));
+        assert!(c.trust_forwarded_for);
     }
 }

@@ -27,6 +27,9 @@ pub enum AppError {
     RangeNotSatisfiable(String, u64),
     #[error("{0}")]
     Unavailable(String),
+    /// A rate limit: answered with `Retry-After` (whole seconds, rounded up).
+    #[error("{0}")]
+    TooManyRequests(String, std::time::Duration),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("storage error")]
@@ -49,6 +52,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::RangeNotSatisfiable(..) => StatusCode::RANGE_NOT_SATISFIABLE,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Database(_) | AppError::Storage(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -73,10 +77,18 @@ impl IntoResponse for AppError {
             other => other.to_string(),
         };
         let mut response = (status, Json(ErrorBody { error: message })).into_response();
-        if let AppError::RangeNotSatisfiable(_, size) = self {
-            response
-                .headers_mut()
-                .insert(axum::http::header::CONTENT_RANGE, format!("bytes */{size}").parse().expect("valid header"));
+        match self {
+            AppError::RangeNotSatisfiable(_, size) => {
+                response.headers_mut().insert(
+                    axum::http::header::CONTENT_RANGE,
+                    format!("bytes */{size}").parse().expect("valid header"),
+                );
+            }
+            AppError::TooManyRequests(_, wait) => {
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.max(1).into());
+            }
+            _ => {}
         }
         response
     }

@@ -6,7 +6,9 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod links;
+pub mod media_type;
 pub mod realtime;
 pub mod recording;
 pub mod storage;
@@ -35,6 +37,10 @@ pub struct AppContext {
     pub storage: Storage,
     pub recordings: Arc<Recordings>,
     pub links: Links,
+    /// `POST /onboard` per address (`None`: no limit).
+    pub onboard_rate: Option<limits::OnboardRate>,
+    /// Socket events, audio bytes and connections per user.
+    pub rates: limits::UserRates,
 }
 
 impl Deref for AppState {
@@ -76,7 +82,9 @@ impl AppState {
         let links = Links::new(secret.as_bytes(), &config.public_url, config.limits.link_ttl);
         let recordings =
             Arc::new(Recordings::new(db.clone(), storage.clone(), config.limits.clone(), config.spool_dir.clone()));
-        Ok(AppState(Arc::new(AppContext { config, db, storage, recordings, links })))
+        let onboard_rate = limits::OnboardRate::new(config.limits.onboard_per_minute);
+        let rates = limits::UserRates::new(config.limits.upload_bytes_per_sec, config.limits.max_chunk_bytes as u64);
+        Ok(AppState(Arc::new(AppContext { config, db, storage, recordings, links, onboard_rate, rates })))
     }
 }
 
@@ -87,18 +95,20 @@ pub fn app(state: AppState) -> Router {
 
 /// The application and its Socket.IO handle (to close live sockets at shutdown).
 pub fn app_with_socket_io(state: AppState) -> (Router, SocketIo) {
+    // At most 64 MiB (checked in `config`), so none of this overflows.
     let chunk = state.config.limits.max_chunk_bytes;
     let (layer, io) = SocketIo::builder()
         .with_state(state.clone())
-        // Long-polling payloads: a chunk plus its JSON envelope.
-        .max_payload((chunk + 64 * 1024) as u64)
+        // Long-polling payloads: a chunk, base64-encoded (4/3 of its size),
+        // plus its JSON envelope.
+        .max_payload((chunk / 3 * 4 + 4 + 64 * 1024) as u64)
         // WebSocket messages up to 4 chunks reach our handler and get a clear
         // error; anything larger closes the connection before it is buffered.
         .ws_max_message_size(4 * chunk + 64 * 1024)
         .max_buffer_size(1024)
         .build_layer();
     realtime::register(&io);
-    (http::router(state.clone()).layer(layer), io)
+    (http::outer(http::router(state.clone()).layer(layer), &state), io)
 }
 
 /// Runs the server until `shutdown` resolves, then stops accepting, lets
@@ -119,31 +129,50 @@ pub async fn serve_on(
 ) -> Result<(), StartError> {
     let local: SocketAddr = listener.local_addr().map_err(|e| StartError::Bind("listener".into(), e))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let reaper = tokio::spawn(state.recordings.clone().run_reaper({
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stopped| *stopped).await;
-        }
-    }));
+    let reaper = tokio::spawn(state.recordings.clone().run_reaper(stop_rx.clone()));
+    let forget = tokio::spawn(forget_idle_rates(state.clone(), stop_rx));
     tracing::info!(
         address = %local, public_url = %state.config.public_url, database = state.db.backend(),
-        storage = if state.storage.is_s3() { "s3" } else { "local" }, "AudioBook is listening"
+        storage = if state.storage.is_s3() { "s3" } else { "local" }, instance_id = %state.recordings.instance_id,
+        "AudioBook is listening"
     );
     let (router, io) = app_with_socket_io(state.clone());
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-            let _ = stop_tx.send(true);
-            // WebSockets never end by themselves: close them so the graceful
-            // shutdown can finish. Clients reconnect and resume elsewhere.
-            io.close().await;
-        })
-        .await;
+    let options = http::serve::ServeOptions {
+        header_timeout: state.config.limits.http_header_timeout,
+        max_connections: state.config.limits.max_http_connections,
+    };
+    http::serve::serve(listener, router, options, async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        // WebSockets never end by themselves: close them so the graceful
+        // shutdown can finish. Clients reconnect and resume elsewhere.
+        io.close().await;
+    })
+    .await;
     let _ = reaper.await;
+    let _ = forget.await;
     state.recordings.sync_all().await;
     state.db.close().await;
-    result.map_err(|e| StartError::Bind(local.to_string(), e))
+    Ok(())
+}
+
+/// Keeps the rate limiters' memory to the addresses and users of the last minute.
+async fn forget_idle_rates(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        let stopped = tokio::select! {
+            _ = stop.wait_for(|stopped| *stopped) => true,
+            _ = every.tick() => false,
+        };
+        if stopped {
+            return;
+        }
+        if let Some(rate) = &state.onboard_rate {
+            rate.forget_idle();
+        }
+        state.rates.forget_idle();
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

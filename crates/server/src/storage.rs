@@ -13,7 +13,7 @@ use futures::stream::BoxStream;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::signer::Signer;
+use object_store::signer::{SignedUrlOptions, Signer};
 use object_store::{
     Attribute, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMultipartOptions, WriteMultipart,
 };
@@ -99,7 +99,9 @@ impl Storage {
     }
 
     /// Uploads a file in parts (memory bounded by one part), confirming the
-    /// whole object before returning.
+    /// whole object before returning. A local copy is flushed to the disk,
+    /// with its folder entry, before this returns; a failed S3 upload is
+    /// aborted, so no unfinished parts stay behind in the bucket.
     pub async fn put_file(&self, key: &str, file: &Path, content_type: &str) -> object_store::Result<u64> {
         if let Some(dir) = &self.local_dir
             && let Some(size) = link_into(dir, key, file).await
@@ -113,28 +115,21 @@ impl Storage {
         let options = PutMultipartOptions { attributes, ..Default::default() };
         let upload = self.store.put_multipart_opts(&ObjectPath::from(key), options).await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
-        let mut input = tokio::fs::File::open(file).await.map_err(io_error)?;
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut total = 0u64;
-        loop {
-            let n = match input.read(&mut buf).await {
-                Ok(n) => n,
-                Err(e) => {
-                    writer.abort().await.ok();
-                    return Err(io_error(e));
+        let total = match copy_into(&mut writer, file).await {
+            Ok(total) => total,
+            Err(e) => {
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(key, error = %abort, "cannot abort a failed multipart upload");
                 }
-            };
-            if n == 0 {
-                break;
+                return Err(e);
             }
-            writer.wait_for_capacity(2).await?;
-            writer.write(&buf[..n]);
-            total += n as u64;
-        }
+        };
         writer.finish().await?;
+        if let Some(dir) = &self.local_dir {
+            flush_local(dir, key).await.map_err(io_error)?;
+        }
         Ok(total)
     }
-
     pub async fn put_bytes(&self, key: &str, bytes: Bytes) -> object_store::Result<()> {
         self.store.put(&ObjectPath::from(key), bytes.into()).await.map(|_| ())
     }
@@ -165,13 +160,51 @@ impl Storage {
     }
 
     /// A presigned GET URL for S3; `None` for the local folder (the server
-    /// streams those itself).
-    pub async fn presigned_get(&self, key: &str, ttl: Duration) -> object_store::Result<Option<String>> {
-        match &self.signer {
-            Some(s3) => Ok(Some(s3.signed_url(http::Method::GET, &ObjectPath::from(key), ttl).await?.to_string())),
-            None => Ok(None),
-        }
+    /// streams those itself). The bucket is told, in the signed URL, which
+    /// type and disposition to answer with, whatever the object says.
+    pub async fn presigned_get(
+        &self,
+        key: &str,
+        ttl: Duration,
+        content_type: &str,
+        disposition: &str,
+    ) -> object_store::Result<Option<String>> {
+        let Some(s3) = &self.signer else { return Ok(None) };
+        let options = SignedUrlOptions::default()
+            .with_query([("response-content-type", content_type), ("response-content-disposition", disposition)]);
+        let url = s3.signed_url_opts(http::Method::GET, &ObjectPath::from(key), ttl, &options).await?;
+        Ok(Some(url.to_string()))
     }
+}
+
+/// Streams `file` into a multipart upload; any error leaves the upload to abort.
+async fn copy_into(writer: &mut WriteMultipart, file: &Path) -> object_store::Result<u64> {
+    let mut input = tokio::fs::File::open(file).await.map_err(io_error)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = input.read(&mut buf).await.map_err(io_error)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        writer.wait_for_capacity(2).await?;
+        writer.write(&buf[..n]);
+        total += n as u64;
+    }
+}
+
+/// Flushes a stored local object and its folder entry to the disk.
+async fn flush_local(dir: &Path, key: &str) -> std::io::Result<()> {
+    let dest = dir.join(key);
+    tokio::task::spawn_blocking(move || {
+        std::fs::File::open(&dest)?.sync_all()?;
+        match dest.parent() {
+            Some(parent) => std::fs::File::open(parent)?.sync_all(),
+            None => Ok(()),
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Reads `range` of a local file in 256 KiB blocks (stored audio, and a
@@ -215,6 +248,9 @@ async fn link_into(dir: &Path, key: &str, file: &Path) -> Option<u64> {
             let _ = std::fs::remove_file(&staging);
             return None;
         }
+        // The linked file's data was flushed with the spool; its new name
+        // must reach the disk too before the record says it is stored.
+        std::fs::File::open(dest.parent()?).and_then(|d| d.sync_all()).ok()?;
         std::fs::metadata(&dest).ok().map(|m| m.len())
     })
     .await
@@ -264,8 +300,23 @@ pub(crate) mod tests {
         let storage = Storage::from_config(&config).unwrap();
         assert!(storage.is_s3());
         suite(&storage).await;
-        let url = storage.presigned_get("some/key.webm", Duration::from_secs(60)).await.unwrap().unwrap();
+        let url = storage
+            .presigned_get("some/key.webm", Duration::from_secs(60), "audio/webm", "inline")
+            .await
+            .unwrap()
+            .unwrap();
         assert!(url.contains("X-Amz-Signature="), "{url}");
+        assert!(url.contains("response-content-type=audio%2Fwebm"), "{url}");
+
+        // An upload that fails half-way (its input cannot be read) is aborted:
+        // no unfinished multipart upload is left in the bucket.
+        let dir = tempfile::tempdir().unwrap();
+        let key = format!("suite/{}.webm", uuid::Uuid::new_v4());
+        assert!(storage.put_file(&key, dir.path(), "audio/webm").await.is_err(), "a folder is not a file");
+        let crate::config::StorageConfig::S3 { endpoint: Some(endpoint), bucket, .. } = &config else { unreachable!() };
+        let listing = reqwest::get(format!("{endpoint}/{bucket}?uploads")).await.unwrap().text().await.unwrap();
+        assert!(listing.contains("ListMultipartUploadsResult"), "{listing}");
+        assert!(!listing.contains(&key), "the failed upload was not aborted: {listing}");
     }
 
     #[tokio::test]
@@ -273,6 +324,6 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::from_config(&StorageConfig::Local { dir: dir.path().join("public") }).unwrap();
         suite(&storage).await;
-        assert!(storage.presigned_get("x", Duration::from_secs(1)).await.unwrap().is_none());
+        assert!(storage.presigned_get("x", Duration::from_secs(1), "audio/webm", "inline").await.unwrap().is_none());
     }
 }

@@ -453,8 +453,13 @@ both_backends!(waveform_peaks, waveform_peaks_travel_with_the_chunks);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_event_after_connect_is_never_dropped() {
     let Some(app) = spawn_app(Backend::Sqlite).await else { return };
-    let me = Api::new(&app.url).onboard("Eager").await.unwrap();
-    let starts = futures::future::join_all((0..100).map(|_| {
+    // 100 users (one user may not open 100 sockets at once).
+    let users = futures::future::join_all((0..100).map(|i| {
+        let api = Api::new(&app.url);
+        async move { api.onboard(&format!("Eager {i}")).await.unwrap() }
+    }))
+    .await;
+    let starts = futures::future::join_all(users.iter().map(|me| {
         let (url, token) = (app.url.clone(), me.token.clone());
         async move {
             let mut socket = Socket::connect(&url, &token).await.unwrap();

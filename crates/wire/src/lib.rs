@@ -242,11 +242,16 @@ pub struct Failure {
     pub next_seq: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording_id: Option<Uuid>,
+    /// Set when the refusal is temporary (the server is busy, its database
+    /// or disk is unavailable): send the same request again after this many
+    /// milliseconds. Nothing acknowledged before is affected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl Failure {
     pub fn new(error: impl Into<String>) -> Self {
-        Failure { ok: monostate::False, error: error.into(), next_seq: None, recording_id: None }
+        Failure { ok: monostate::False, error: error.into(), next_seq: None, recording_id: None, retry_after_ms: None }
     }
 }
 
@@ -295,6 +300,43 @@ pub fn char_len(s: &str) -> usize {
     s.chars().count()
 }
 
+/// Why a user or recording name was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameError {
+    Empty,
+    TooLong { len: usize, max: usize },
+    ControlCharacters,
+}
+
+impl std::fmt::Display for NameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NameError::Empty => f.write_str("`name` is empty: type at least one character."),
+            NameError::TooLong { len, max } => {
+                write!(f, "`name` is {len} characters long; at most {max} are allowed.")
+            }
+            NameError::ControlCharacters => f.write_str("`name` must not contain control characters."),
+        }
+    }
+}
+
+/// The one check of a name, wherever it comes from (REST or Socket.IO):
+/// trimmed, 1 to `max` characters, no control characters (NUL included).
+pub fn clean_name(raw: &str, max: usize) -> Result<String, NameError> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    let len = char_len(name);
+    if len > max {
+        return Err(NameError::TooLong { len, max });
+    }
+    if name.chars().any(char::is_control) {
+        return Err(NameError::ControlCharacters);
+    }
+    Ok(name.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +374,16 @@ mod tests {
         assert_eq!(v["name"], "Ann");
         assert_eq!(v["token"], "t");
         assert_eq!(serde_json::to_value(RecordStatus::Interrupted).unwrap(), json!("interrupted"));
+    }
+
+    #[test]
+    fn names_are_checked_once_for_every_path() {
+        assert_eq!(clean_name("  Ada  ", 20).unwrap(), "Ada");
+        assert_eq!(clean_name(&"é".repeat(20), 20).unwrap(), "é".repeat(20));
+        assert_eq!(clean_name(&"é".repeat(21), 20), Err(NameError::TooLong { len: 21, max: 20 }));
+        assert_eq!(clean_name(" \t ", 20), Err(NameError::Empty));
+        assert_eq!(clean_name("a\0b", 20), Err(NameError::ControlCharacters));
+        assert_eq!(clean_name("a\u{7f}", 20), Err(NameError::ControlCharacters));
     }
 
     #[test]

@@ -67,6 +67,8 @@ macro_rules! on_read_pool {
     };
 }
 pub mod library;
+pub mod limits;
+pub mod takes;
 
 /// Timestamps are kept to the microsecond, what PostgreSQL stores, so a value
 /// read back equals the value written.
@@ -144,6 +146,8 @@ pub struct RecordRow {
     pub last_seen_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Failed finalize or upload attempts so far.
+    pub attempts: i32,
 }
 
 impl RecordRow {
@@ -177,7 +181,7 @@ pub struct FinishedRecording {
 }
 
 const RECORD_COLUMNS: &str = "id, user_id, name, storage_key, mime_type, size_bytes, duration_ms, status, outcome, \
-     owner_instance, last_seen_at, created_at, updated_at";
+     owner_instance, last_seen_at, created_at, updated_at, attempts";
 
 impl Db {
     /// Connects to `sqlite://...` or `postgres://...` and applies the migrations.
@@ -190,7 +194,10 @@ impl Db {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
+                // FULL: a commit is on the disk before it returns, so a row
+                // that says `ready` survives a power cut (and the spool,
+                // removed after the commit, is never needed again).
+                .synchronous(SqliteSynchronous::Full)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10));
             if let Some(parent) = options.get_filename().parent()
@@ -279,30 +286,6 @@ impl Db {
 
     // ------------------------------------------------------------ records
 
-    pub async fn insert_recording(&self, r: &NewRecording) -> Result<RecordRow, sqlx::Error> {
-        let at = now();
-        let sql = "INSERT INTO records (id, user_id, name, mime_type, status, owner_instance, last_seen_at, created_at, updated_at) \
-                   VALUES ($1, $2, $3, $4, 'recording', $5, $6, $6, $6)";
-        on_pool!(self, p => sqlx::query(sql)
-            .bind(r.id).bind(r.user_id).bind(&r.name).bind(&r.mime_type).bind(r.owner_instance).bind(at)
-            .execute(p).await.map(|_| ()))?;
-        Ok(RecordRow {
-            id: r.id,
-            user_id: r.user_id,
-            name: r.name.clone(),
-            storage_key: None,
-            mime_type: r.mime_type.clone(),
-            size_bytes: 0,
-            duration_ms: 0,
-            status: "recording".into(),
-            outcome: None,
-            owner_instance: Some(r.owner_instance),
-            last_seen_at: at,
-            created_at: at,
-            updated_at: at,
-        })
-    }
-
     pub async fn record(&self, id: Uuid) -> Result<Option<RecordRow>, sqlx::Error> {
         let sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE id = $1");
         on_read_pool!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await)
@@ -321,89 +304,6 @@ impl Db {
     pub async fn count_records(&self, user_id: Uuid) -> Result<i64, sqlx::Error> {
         let sql = "SELECT COUNT(*) FROM records WHERE user_id = $1";
         on_read_pool!(self, p => sqlx::query_scalar(sql).bind(user_id).fetch_one(p).await)
-    }
-
-    /// Moves a live take held by `instance` to `finalizing`, recording the
-    /// intended outcome, unless another task or instance got there first or
-    /// took the take over: only the caller that gets `true` finalizes it.
-    pub async fn claim_for_finalize(
-        &self,
-        id: Uuid,
-        instance: Uuid,
-        outcome: StoredStatus,
-    ) -> Result<bool, sqlx::Error> {
-        let sql = "UPDATE records SET status = 'finalizing', outcome = $3, last_seen_at = $4, updated_at = $4 \
-                   WHERE id = $1 AND status = 'recording' AND owner_instance = $2";
-        let done = on_pool!(self, p => sqlx::query(sql).bind(id).bind(instance).bind(outcome.as_str()).bind(now())
-            .execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(done == 1)
-    }
-
-    /// Claims a take whose holder went silent (live, or killed mid-finalize)
-    /// for `instance`, only if it is still stale: a take resumed or being
-    /// finalized elsewhere meanwhile is left alone.
-    pub async fn claim_orphan(
-        &self,
-        id: Uuid,
-        instance: Uuid,
-        stale_before: DateTime<Utc>,
-    ) -> Result<bool, sqlx::Error> {
-        let sql = "UPDATE records SET status = 'finalizing', outcome = COALESCE(outcome, 'interrupted'), \
-                   owner_instance = $2, last_seen_at = $4, updated_at = $4 \
-                   WHERE id = $1 AND status IN ('recording', 'finalizing') AND last_seen_at < $3";
-        let done = on_pool!(self, p => sqlx::query(sql).bind(id).bind(instance).bind(stale_before).bind(now())
-            .execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(done == 1)
-    }
-
-    pub async fn finish_recording(&self, id: Uuid, f: &FinishedRecording) -> Result<Option<RecordRow>, sqlx::Error> {
-        let sql = "UPDATE records SET status = $2, outcome = $3, storage_key = $4, mime_type = $5, size_bytes = $6, \
-                   duration_ms = $7, owner_instance = NULL, updated_at = $8, peaks = COALESCE($9, peaks) WHERE id = $1 \
-                   RETURNING id, user_id, name, storage_key, mime_type, size_bytes, duration_ms, status, outcome, \
-                   owner_instance, last_seen_at, created_at, updated_at";
-        on_pool!(self, p => sqlx::query_as(sql)
-            .bind(id)
-            .bind(f.status.as_str())
-            .bind(f.outcome.map(StoredStatus::as_str))
-            .bind(&f.storage_key)
-            .bind(&f.mime_type)
-            .bind(f.size_bytes as i64)
-            .bind(f.duration_ms as i64)
-            .bind(now())
-            .bind(f.peaks.as_deref())
-            .fetch_optional(p).await)
-    }
-
-    /// Marks this instance as the holder of a live take (on open or resume).
-    pub async fn take_over(&self, id: Uuid, instance: Uuid) -> Result<bool, sqlx::Error> {
-        let sql = "UPDATE records SET owner_instance = $2, last_seen_at = $3 WHERE id = $1 AND status = 'recording'";
-        let n = on_pool!(self, p => sqlx::query(sql).bind(id).bind(instance).bind(now()).execute(p).await.map(|r| r.rows_affected()))?;
-        Ok(n == 1)
-    }
-
-    /// Says that this instance still holds its live takes and the ones it is
-    /// finalizing; one statement per tick.
-    pub async fn heartbeat(&self, instance: Uuid) -> Result<u64, sqlx::Error> {
-        let sql =
-            "UPDATE records SET last_seen_at = $2 WHERE owner_instance = $1 AND status IN ('recording', 'finalizing')";
-        on_pool!(self, p => sqlx::query(sql).bind(instance).bind(now()).execute(p).await.map(|r| r.rows_affected()))
-    }
-
-    /// Live takes whose holder has not been heard of since `before`
-    /// (a crashed or killed instance, this one before a restart).
-    pub async fn stale_recordings(&self, before: DateTime<Utc>) -> Result<Vec<RecordRow>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {RECORD_COLUMNS} FROM records WHERE status IN ('recording', 'finalizing') AND last_seen_at < $1 \
-             ORDER BY last_seen_at LIMIT 100"
-        );
-        on_read_pool!(self, p => sqlx::query_as(&sql).bind(before).fetch_all(p).await)
-    }
-
-    /// Records whose audio waits in the spool for an upload.
-    pub async fn pending_uploads(&self) -> Result<Vec<RecordRow>, sqlx::Error> {
-        let sql =
-            format!("SELECT {RECORD_COLUMNS} FROM records WHERE status = 'pending' ORDER BY updated_at LIMIT 100");
-        on_read_pool!(self, p => sqlx::query_as(&sql).fetch_all(p).await)
     }
 
     /// A record's waveform peaks (empty when its client sent none).

@@ -74,6 +74,8 @@ pub async fn serve(
     download: bool,
     delivery: Delivery,
 ) -> AppResult<Response> {
+    // What is not known audio is only ever a download.
+    let download = download || !crate::media_type::is_playable(&row.mime_type);
     let disposition = content_disposition(row, download);
     let key =
         row.storage_key.clone().ok_or_else(|| AppError::NotFound("This recording is still being recorded.".into()))?;
@@ -86,9 +88,10 @@ pub async fn serve(
                 .limits
                 .link_ttl
                 .clamp(std::time::Duration::from_secs(60), std::time::Duration::from_secs(7 * 24 * 3600));
+            let content_type = crate::media_type::safe_audio_type(&row.mime_type);
             if !download
                 && delivery == Delivery::RedirectWhereStored
-                && let Some(url) = state.storage.presigned_get(&key, ttl).await?
+                && let Some(url) = state.storage.presigned_get(&key, ttl, &content_type, &disposition).await?
             {
                 return Ok(Redirect::temporary(&url).into_response());
             }
@@ -187,12 +190,12 @@ impl Plan {
     fn head(&self, status: StatusCode, disposition: &str) -> Response {
         let mut response = status.into_response();
         let h = response.headers_mut();
+        crate::media_type::inert_headers(h, &self.mime_type);
         let mut set = |name: header::HeaderName, value: &str| {
             if let Ok(v) = HeaderValue::from_str(value) {
                 h.insert(name, v);
             }
         };
-        set(header::CONTENT_TYPE, &self.mime_type);
         set(header::ACCEPT_RANGES, "bytes");
         set(header::ETAG, &self.etag);
         set(header::LAST_MODIFIED, &self.last_modified);

@@ -5,6 +5,7 @@ mod health;
 mod media;
 mod recordings;
 mod records;
+pub mod serve;
 mod users;
 mod waveform;
 
@@ -22,7 +23,8 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::error::AppError;
 
-/// The API routes and, when configured, the web app (same origin).
+/// The API routes and, when configured, the web app (same origin). The
+/// layers every route shares, Socket.IO's included, are added by [`outer`].
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(health::router())
@@ -43,9 +45,40 @@ pub fn router(state: AppState) -> Router {
         None => api.fallback(not_found),
     };
     app.layer(axum::extract::DefaultBodyLimit::max(state.config.limits.max_body_bytes))
-        .layer(cors(&state))
-        .layer(TraceLayer::new_for_http())
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .with_state(state)
+}
+
+/// A request body must arrive within this time (bodies here are small JSON).
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The layers around everything, Socket.IO included: CORS (so that
+/// long-polling from another origin works too), JSON error bodies, tracing.
+pub fn outer(app: Router, state: &AppState) -> Router {
+    app.layer(axum::middleware::map_response(json_error_body)).layer(cors(state)).layer(TraceLayer::new_for_http())
+}
+
+/// Every error answer is `{"error": "..."}`: axum's own rejections (a bad
+/// query string, a body that is not UTF-8...) are plain text, so they are
+/// wrapped here. Socket.IO's answers are left as its clients expect them.
+async fn json_error_body(uri: Uri, response: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|t| t.starts_with("text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain || uri.path().starts_with("/socket.io") {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let error = if text.is_empty() { status.canonical_reason().unwrap_or("Error").to_string() } else { text };
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    (parts, axum::Json(audiobook_wire::ErrorBody { error })).into_response()
 }
 
 fn cors(state: &AppState) -> CorsLayer {
@@ -53,12 +86,13 @@ fn cors(state: &AppState) -> CorsLayer {
     if let Ok(own) = state.config.public_url.parse() {
         origins.push(own);
     }
-    let allow = if state.config.allowed_origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
-    } else {
-        AllowOrigin::list(origins)
-    };
+    let any = state.config.allowed_origins.iter().any(|o| o == "*");
+    let allow = if any { AllowOrigin::any() } else { AllowOrigin::list(origins) };
+    // Credentials (cookies) are allowed for the listed origins: the API uses
+    // bearer tokens, but a load balancer's stickiness cookie must reach the
+    // server on cross-origin long-polling requests too.
     CorsLayer::new()
+        .allow_credentials(!any)
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::RANGE])
@@ -125,20 +159,11 @@ pub fn name_from_body(body: &[u8], max: usize, example: &str) -> Result<String, 
     let object = value.as_object().ok_or_else(|| {
         AppError::BadRequest(format!("The body must be a JSON object like {{\"name\": \"{example}\"}}."))
     })?;
-    let name = match object.get("name") {
-        None | Some(serde_json::Value::Null) => return Err(AppError::Unprocessable("`name` is missing.".into())),
-        Some(serde_json::Value::String(s)) => s.trim(),
-        Some(_) => return Err(AppError::Unprocessable("`name` must be a string.".into())),
-    };
-    if name.is_empty() {
-        return Err(AppError::Unprocessable("`name` is empty: type at least one character.".into()));
+    match object.get("name") {
+        None | Some(serde_json::Value::Null) => Err(AppError::Unprocessable("`name` is missing.".into())),
+        Some(serde_json::Value::String(s)) => {
+            audiobook_wire::clean_name(s, max).map_err(|e| AppError::Unprocessable(e.to_string()))
+        }
+        Some(_) => Err(AppError::Unprocessable("`name` must be a string.".into())),
     }
-    let len = audiobook_wire::char_len(name);
-    if len > max {
-        return Err(AppError::Unprocessable(format!("`name` is {len} characters long; at most {max} are allowed.")));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(AppError::Unprocessable("`name` must not contain control characters.".into()));
-    }
-    Ok(name.to_string())
 }

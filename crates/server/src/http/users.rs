@@ -1,6 +1,7 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -8,6 +9,7 @@ use axum::{Json, Router};
 use audiobook_wire::{MAX_USER_NAME_CHARS, Onboarded, User};
 
 use super::IdPath;
+use super::serve::PeerAddr;
 use crate::AppState;
 use crate::auth::{CurrentUser, new_token};
 use crate::error::{AppError, AppResult};
@@ -16,11 +18,23 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/onboard", post(onboard)).route("/profile/{id}", get(profile))
 }
 
-/// `POST /onboard {"name": "..."}` → 201 with the user and its token.
+/// `POST /onboard {"name": "..."}` → 201 with the user and its token; 429
+/// with `Retry-After` when this address onboarded too often this minute.
 async fn onboard(
     State(state): State<AppState>,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> AppResult<(StatusCode, Json<Onboarded>)> {
+    if let Some(rate) = &state.onboard_rate
+        && let Some(address) = super::serve::client_address(&headers, peer, state.config.trust_forwarded_for)
+        && let Err(wait) = rate.check(address)
+    {
+        return Err(AppError::TooManyRequests(
+            format!("Too many new accounts from your address; try again in {} seconds.", wait.as_secs().max(1)),
+            wait,
+        ));
+    }
     let body = body.map_err(|e| match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge("The request body is too large.".into()),
         _ => AppError::BadRequest("The request body could not be read.".into()),

@@ -4,6 +4,13 @@
 //! socketioxide runs every event handler in its own task, which could reorder
 //! chunks. So each handler only queues its event (synchronously, in arrival
 //! order) and one worker task per socket processes the queue in order.
+//!
+//! A socket's queue is bounded in events and bytes, and its user's event
+//! and byte rates too: an event beyond either is answered at once with a
+//! temporary refusal (`retry_after_ms`) and dropped, so a client that does
+//! not wait for its acks cannot make the server hold more than a few chunks
+//! for it; a socket refused again and again is disconnected rather than read
+//! at full speed. Nothing already acknowledged is affected.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,6 +30,7 @@ mod payload;
 
 use crate::AppState;
 use crate::db::UserRow;
+use crate::limits::{QueuedSlot, Refusals, SocketQueue};
 use crate::recording::RecordingError;
 use payload::ChunkPayload;
 
@@ -36,6 +44,22 @@ enum Command {
     /// With the time it arrived, to log how long the stop took.
     Stop(Parsed<StopRecording>, AckSender, std::time::Instant),
     Disconnect,
+}
+
+/// Events one socket may have queued, and their bytes (in chunks of the
+/// largest size): a recorder waits for each ack, so it never has more than
+/// a couple in the queue.
+const QUEUE_EVENTS: u64 = 64;
+const QUEUE_CHUNKS: u64 = 4;
+
+/// What a socket is told when its queue or event rate is exceeded.
+fn slow_down() -> Failure {
+    Failure {
+        retry_after_ms: Some(500),
+        ..Failure::new(
+            "Too many events at once on this connection: wait for the acks of earlier ones, then send again.",
+        )
+    }
 }
 
 #[derive(Debug)]
@@ -70,7 +94,28 @@ async fn authenticate(
         auth.map_err(|_| AuthRefused("Authentication required: connect with auth {\"token\": \"<token>\"}."))?.token;
     match crate::auth::user_for_token(&state.db, &token).await {
         Ok(Some(user)) => {
-            register_handlers(s, state, Arc::new(user));
+            if !state.rates.allow_connect(user.id) {
+                return Err(AuthRefused("Too many connections in a short time; wait a moment and try again."));
+            }
+            let connection = Uuid::new_v4();
+            let recordings = &state.recordings;
+            let fresh_since = crate::db::now()
+                - chrono::Duration::from_std(recordings.connection_freshness()).unwrap_or(chrono::Duration::MAX);
+            let max = state.config.limits.max_sockets_per_user;
+            match state.db.open_connection(connection, user.id, recordings.instance_id, max, fresh_since).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(user_id = %user.id, max, "socket refused: too many connections");
+                    return Err(AuthRefused(
+                        "You have too many connections open at once; close another tab or device and try again.",
+                    ));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "database error while registering a socket");
+                    return Err(AuthRefused("The server cannot check your token right now; try again."));
+                }
+            }
+            register_handlers(s, state, Arc::new(user), connection);
             Ok(())
         }
         Ok(None) => Err(AuthRefused("This token is not valid; onboard again to get a new one.")),
@@ -82,28 +127,49 @@ async fn authenticate(
 }
 
 /// Queues the socket's events for one worker that handles them in order.
-fn register_handlers(s: SocketRef, state: AppState, user: Arc<UserRow>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    // Handlers run synchronously here, so queue order is arrival order.
+fn register_handlers(s: SocketRef, state: AppState, user: Arc<UserRow>, connection: Uuid) {
+    let (tx, rx) = mpsc::unbounded_channel::<(Command, Option<QueuedSlot>)>();
+    let queue = SocketQueue::new(QUEUE_EVENTS, QUEUE_CHUNKS * state.config.limits.max_chunk_bytes as u64);
+    let refusals = Arc::new(Refusals::default());
+    // Handlers run synchronously here, so queue order is arrival order. The
+    // channel itself is unbounded; what may be in it is bounded by `queue`.
     macro_rules! queue {
-        ($event:expr, |$payload:pat_param, $ack:ident| $command:expr) => {{
-            let tx = tx.clone();
-            s.on($event, move |$payload, $ack: AckSender| {
-                let _ = tx.send($command);
+        ($event:expr, |$payload:pat_param, $ack:ident| $bytes:expr, $command:expr) => {{
+            let (tx, queue, refusals, state, user_id) =
+                (tx.clone(), queue.clone(), refusals.clone(), state.clone(), user.id);
+            s.on($event, move |socket: SocketRef, $payload, $ack: AckSender| {
+                let bytes: u64 = $bytes;
+                let admitted = state.rates.allow_event(user_id, bytes).then(|| queue.try_reserve(bytes)).flatten();
+                match admitted {
+                    Some(slot) => {
+                        let _ = tx.send(($command, Some(slot)));
+                    }
+                    None => {
+                        send_ack($ack, &slow_down());
+                        if refusals.record() {
+                            tracing::warn!(user_id = %user_id, socket = %socket.id, "socket floods events; disconnected");
+                            let _ = socket.disconnect();
+                        }
+                    }
+                }
                 std::future::ready(())
             });
         }};
     }
-    queue!(events::START_RECORDING, |TryData(req), ack| Command::Start(req, ack));
-    queue!(events::APPEND_RECORDING, |ChunkPayload(chunk), ack| Command::Append(chunk, ack));
-    queue!(events::RESUME_RECORDING, |TryData(req), ack| Command::Resume(req, ack));
-    queue!(events::STOP_RECORDING, |TryData(req), ack| Command::Stop(req, ack, std::time::Instant::now()));
+    queue!(events::START_RECORDING, |TryData(req), ack| 0, Command::Start(req, ack));
+    queue!(
+        events::APPEND_RECORDING,
+        |ChunkPayload(chunk), ack| chunk.as_ref().ok().and_then(|c| c.data.as_ref()).map_or(0, |d| d.len() as u64),
+        Command::Append(chunk, ack)
+    );
+    queue!(events::RESUME_RECORDING, |TryData(req), ack| 0, Command::Resume(req, ack));
+    queue!(events::STOP_RECORDING, |TryData(req), ack| 0, Command::Stop(req, ack, std::time::Instant::now()));
     let disconnect_tx = tx.clone();
     s.on_disconnect(move || {
-        let _ = disconnect_tx.send(Command::Disconnect);
+        let _ = disconnect_tx.send((Command::Disconnect, None));
         std::future::ready(())
     });
-    tokio::spawn(Worker { state, socket: s, user, current: None, attached: HashSet::new() }.run(rx));
+    tokio::spawn(Worker { state, socket: s, user, connection, current: None, attached: HashSet::new() }.run(rx));
 }
 
 /// Processes one socket's events in order.
@@ -111,6 +177,8 @@ struct Worker {
     state: AppState,
     socket: SocketRef,
     user: Arc<UserRow>,
+    /// This socket's row in the store's `connections` (the per-user limit).
+    connection: Uuid,
     /// The take that original clients (no `recording_id`) append to.
     current: Option<Uuid>,
     /// Takes this socket uses; detached (their grace period starts) on disconnect.
@@ -118,8 +186,9 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
-        while let Some(cmd) = rx.recv().await {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<(Command, Option<QueuedSlot>)>) {
+        // The slot is given back when the event is done with.
+        while let Some((cmd, _slot)) = rx.recv().await {
             match cmd {
                 Command::Start(req, ack) => match self.start(req).await {
                     Ok(ok) => send_ack(ack, &ok),
@@ -154,6 +223,10 @@ impl Worker {
         }
         for id in self.attached.drain() {
             self.state.recordings.detach(id).await;
+        }
+        if let Err(e) = self.state.db.close_connection(self.connection).await {
+            // The row goes stale and is forgotten by the reaper.
+            tracing::debug!(error = %e, "cannot remove the socket's row");
         }
         tracing::debug!(socket = %self.socket.id, user_id = %self.user.id, "socket worker ended");
     }
@@ -198,11 +271,15 @@ impl Worker {
             None if chunk.data.is_none() => {
                 return AppendAck::Err(Failure::new("There is no recording to end on this connection."));
             }
-            // Original clients: the first chunk opens the socket's take.
+            // Original clients: the first chunk opens the socket's take, and
+            // a retry of a chunk that failed goes to that same take.
             None => {
                 let mime = chunk.mime_type.as_deref().unwrap_or("audio/webm");
                 match self.state.recordings.open(self.user.id, mime, None).await {
-                    Ok(id) => id,
+                    Ok(id) => {
+                        self.use_recording(id).await;
+                        id
+                    }
                     Err(e) => return AppendAck::Err(failure(&e, None)),
                 }
             }
@@ -299,7 +376,13 @@ impl Worker {
 }
 
 fn failure(e: &RecordingError, recording_id: Option<Uuid>) -> Failure {
-    Failure { ok: monostate::False, error: e.to_string(), next_seq: e.next_seq(), recording_id }
+    Failure {
+        ok: monostate::False,
+        error: e.to_string(),
+        next_seq: e.next_seq(),
+        recording_id,
+        retry_after_ms: e.retry_after().map(|d| d.as_millis() as u64),
+    }
 }
 
 fn send_ack<T: serde::Serialize + ?Sized>(ack: AckSender, reply: &T) {

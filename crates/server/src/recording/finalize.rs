@@ -4,6 +4,7 @@
 //! until a later retry succeeds.
 
 use std::path::Path;
+use std::time::Duration;
 
 use audiobook_media::ContainerKind;
 use uuid::Uuid;
@@ -96,36 +97,85 @@ pub fn extension_for(mime_type: &str) -> &'static str {
     }
 }
 
+/// How long an upload may take before the attempt counts as failed: two
+/// minutes plus the time at 2 MB/s (a stalled bucket must not hold a stop,
+/// nor a retry slot, forever).
+pub fn upload_timeout(bytes: u64) -> Duration {
+    Duration::from_secs(120 + bytes / 2_000_000)
+}
+
+/// How long one database statement of a finalize may take.
+const DB_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn within<T, E: Into<RecordingError>>(
+    limit: Duration,
+    what: &str,
+    step: impl std::future::Future<Output = Result<T, E>>,
+) -> RecordingResult<T> {
+    match tokio::time::timeout(limit, step).await {
+        Ok(result) => result.map_err(Into::into),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{what} took longer than {} s", limit.as_secs()),
+        )
+        .into()),
+    }
+}
+
 /// Fixes, uploads and records a take as `outcome` (ready or interrupted);
 /// `pending` with the spool kept if the storage does not confirm the upload.
-pub async fn finalize(db: &Db, storage: &Storage, take: &Take, outcome: StoredStatus) -> RecordingResult<RecordRow> {
+/// `as_received` skips the container fix (the fallback after failed attempts).
+///
+/// The order makes a crash at any point safe: the spool is flushed first, the
+/// stored file is complete and flushed (with its folder entry) before the row
+/// says so, and the spool is removed only after the row is committed.
+pub async fn finalize(
+    db: &Db,
+    storage: &Storage,
+    take: &Take,
+    outcome: StoredStatus,
+    as_received: bool,
+) -> RecordingResult<RecordRow> {
     let started = std::time::Instant::now();
-    let prepared = prepare(&take.paths).await?;
+    flush(&take.paths.data).await?;
+    let prepared = if as_received {
+        Prepared { fixed: false, duration_ms: 0, size_bytes: tokio::fs::metadata(&take.paths.data).await?.len() }
+    } else {
+        prepare(&take.paths).await?
+    };
     let prepared_at = started.elapsed();
     let key = storage_key(take.user_id, take.id, &take.mime_type);
     let source = if prepared.fixed { &take.paths.fixed } else { &take.paths.data };
-    let upload = storage.put_file(&key, source, &take.mime_type).await;
+    if prepared.fixed {
+        flush(source).await?;
+    }
+    let upload = tokio::time::timeout(
+        upload_timeout(prepared.size_bytes),
+        storage.put_file(&key, source, &crate::media_type::safe_audio_type(&take.mime_type)),
+    )
+    .await;
     let uploaded_at = started.elapsed();
     let (status, outcome_col) = match upload {
-        Ok(_) => (outcome, None),
-        Err(e) => {
+        Ok(Ok(_)) => (outcome, None),
+        Ok(Err(e)) => {
             tracing::warn!(recording_id = %take.id, error = %e, "upload failed; the record stays pending and is retried");
             (StoredStatus::Pending, Some(outcome))
         }
+        Err(_) => {
+            tracing::warn!(recording_id = %take.id, "upload timed out; the record stays pending and is retried");
+            (StoredStatus::Pending, Some(outcome))
+        }
     };
-    let row = db
-        .finish_recording(
-            take.id,
-            &FinishedRecording {
-                status,
-                outcome: outcome_col,
-                storage_key: key,
-                mime_type: take.mime_type.clone(),
-                size_bytes: prepared.size_bytes,
-                duration_ms: prepared.duration_ms,
-                peaks: read_peaks(&take.paths.peaks),
-            },
-        )
+    let finished = FinishedRecording {
+        status,
+        outcome: outcome_col,
+        storage_key: key,
+        mime_type: take.mime_type.clone(),
+        size_bytes: prepared.size_bytes,
+        duration_ms: prepared.duration_ms,
+        peaks: read_peaks(&take.paths.peaks),
+    };
+    let row = within(DB_TIMEOUT, "saving the record", db.finish_recording(take.id, &finished))
         .await?
         .ok_or(RecordingError::NotFound(take.id))?;
     if status != StoredStatus::Pending {
@@ -133,13 +183,19 @@ pub async fn finalize(db: &Db, storage: &Storage, take: &Take, outcome: StoredSt
     }
     tracing::info!(
         recording_id = %take.id, user_id = %take.user_id, status = status.as_str(),
-        bytes = prepared.size_bytes, duration_ms = prepared.duration_ms, fixed = prepared.fixed,
+        bytes = prepared.size_bytes, duration_ms = prepared.duration_ms, fixed = prepared.fixed, as_received,
         prepare_ms = prepared_at.as_millis() as u64,
         upload_ms = (uploaded_at - prepared_at).as_millis() as u64,
         total_ms = started.elapsed().as_millis() as u64,
         "recording finalized"
     );
     Ok(row)
+}
+
+/// Flushes a spool file to the disk itself.
+async fn flush(path: &Path) -> std::io::Result<()> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::File::open(path)?.sync_data()).await.map_err(std::io::Error::other)?
 }
 
 /// The take's waveform peaks (bounded: about 2 hours at 10 peaks a second).
@@ -157,21 +213,25 @@ pub async fn retry_upload(db: &Db, storage: &Storage, row: &RecordRow, paths: &S
         return Err(RecordingError::SpoolMissing(row.id));
     }
     let key = row.storage_key.clone().unwrap_or_else(|| storage_key(row.user_id, row.id, &row.mime_type));
-    storage.put_file(&key, source, &row.mime_type).await.map_err(|e| std::io::Error::other(e.to_string()))?;
-    let outcome = row.outcome.as_deref().map(StoredStatus::parse).unwrap_or(StoredStatus::Ready);
-    db.finish_recording(
-        row.id,
-        &FinishedRecording {
-            status: outcome,
-            outcome: None,
-            storage_key: key,
-            mime_type: row.mime_type.clone(),
-            size_bytes: row.size_bytes as u64,
-            duration_ms: row.duration_ms as u64,
-            peaks: None,
-        },
-    )
+    let size = tokio::fs::metadata(source).await?.len();
+    within(upload_timeout(size), "the upload", async {
+        storage
+            .put_file(&key, source, &crate::media_type::safe_audio_type(&row.mime_type))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    })
     .await?;
+    let outcome = row.outcome.as_deref().map(StoredStatus::parse).unwrap_or(StoredStatus::Ready);
+    let finished = FinishedRecording {
+        status: outcome,
+        outcome: None,
+        storage_key: key,
+        mime_type: row.mime_type.clone(),
+        size_bytes: row.size_bytes as u64,
+        duration_ms: row.duration_ms as u64,
+        peaks: None,
+    };
+    within(DB_TIMEOUT, "saving the record", db.finish_recording(row.id, &finished)).await?;
     paths.remove();
     tracing::info!(recording_id = %row.id, "pending upload confirmed");
     Ok(())

@@ -4,12 +4,15 @@
 //!
 //! A chunk travels: `realtime` handler → [`Recordings::append`] → the
 //! recording's [`spool::Spool`] on disk → acknowledged. At stop,
-//! [`finalize`] fixes the container and hands the file to `storage`.
+//! [`finalize`] fixes the container and hands the file to `storage`; the
+//! [`reaper`] tasks keep this instance's takes alive in the database, finish
+//! abandoned ones and retry what failed.
 
 pub mod finalize;
+pub mod reaper;
 pub mod spool;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +21,9 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::config::Limits;
+use crate::db::takes::{OpenRefused, UserLimits};
 use crate::db::{Db, NewRecording, RecordRow, StoredStatus};
+use crate::limits::DiskGuard;
 use crate::storage::Storage;
 use spool::Spool;
 
@@ -36,7 +41,13 @@ pub enum RecordingError {
     #[error("A recording may hold at most {max} bytes; stop this one and start a new one.")]
     RecordingTooLarge { max: u64, next_seq: u64 },
     #[error("You already have {max} recordings in progress; stop one first.")]
-    TooManyLive { max: usize },
+    TooManyLive { max: u64 },
+    #[error("You have {max} recordings, the most one person may keep; delete some to record more.")]
+    TooManyRecordings { max: u64 },
+    #[error("Your recordings use all of the {} MB you may keep; delete some to record more.", max / 1_000_000)]
+    QuotaExceeded { max: u64, next_seq: Option<u64> },
+    #[error("{0}")]
+    BadName(String),
     #[error("Chunks {next_seq}..{expected} have not arrived yet; send them before stopping.")]
     MissingChunks { next_seq: u64, expected: u64 },
     #[error("Nothing was recorded yet.")]
@@ -47,6 +58,12 @@ pub enum RecordingError {
     Busy(Uuid),
     #[error("The recording's data is not on this server; reconnect to try another one.")]
     SpoolMissing(Uuid),
+    #[error("The server is running out of disk space; what you recorded so far is safe. Trying again shortly.")]
+    DiskFull,
+    #[error("The server cannot reach its database right now; what you recorded so far is safe. Trying again shortly.")]
+    Unavailable,
+    #[error("Recording {0} is safe on the server, but saving it failed; the server keeps trying.")]
+    SaveDelayed(Uuid),
     #[error("The server could not write the audio; please try again.")]
     Io(#[from] std::io::Error),
     #[error("The server's database did not answer; please try again.")]
@@ -61,6 +78,19 @@ impl RecordingError {
             RecordingError::RecordingTooLarge { next_seq, .. } | RecordingError::MissingChunks { next_seq, .. } => {
                 Some(*next_seq)
             }
+            RecordingError::QuotaExceeded { next_seq, .. } => *next_seq,
+            _ => None,
+        }
+    }
+
+    /// For a temporary refusal: when to send the same request again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RecordingError::Busy(_) | RecordingError::Io(_) | RecordingError::SaveDelayed(_) => {
+                Some(Duration::from_secs(1))
+            }
+            RecordingError::Unavailable | RecordingError::Db(_) => Some(Duration::from_secs(2)),
+            RecordingError::DiskFull => Some(Duration::from_secs(5)),
             _ => None,
         }
     }
@@ -110,6 +140,37 @@ struct Live {
     attached: u32,
     /// Set once finalizing started: later appends are refused.
     closed: bool,
+    /// Audio bytes this take may reach: the user's byte allowance when it
+    /// was opened (or taken over).
+    byte_budget: u64,
+    /// Received bytes last written to the database (see the heartbeat).
+    reported_bytes: u64,
+}
+
+/// Whether this instance may still acknowledge chunks: only while its
+/// heartbeat reaches the database. After `RECORDING_GRACE_SECS` without one,
+/// another instance may take its takes as orphans, so chunks are refused
+/// well before that (and a take claimed elsewhere meanwhile is dropped here
+/// when the heartbeat comes back, see [`reaper`]).
+#[derive(Debug)]
+pub struct Lease {
+    last_ok: SyncMutex<Instant>,
+    valid_for: Duration,
+}
+
+impl Lease {
+    fn new(grace: Duration) -> Lease {
+        Lease { last_ok: SyncMutex::new(Instant::now()), valid_for: (grace * 3 / 5).max(Duration::from_secs(2)) }
+    }
+
+    pub fn is_fresh(&self) -> bool {
+        self.last_ok.lock().expect("lease").elapsed() < self.valid_for
+    }
+
+    fn renew(&self, at: Instant) {
+        let mut last = self.last_ok.lock().expect("lease");
+        *last = (*last).max(at);
+    }
 }
 
 /// The live recordings of this server instance.
@@ -122,29 +183,49 @@ pub struct Recordings {
     /// whether a live take's holder is still alive.
     pub instance_id: Uuid,
     live: SyncMutex<HashMap<Uuid, Arc<Held>>>,
-    /// Serializes loading a recording from the spool, so two sockets resuming
-    /// the same take at once get one `Live`.
-    loading: Mutex<()>,
-    /// Pending uploads: failed attempts and when to try next (exponential backoff).
-    upload_backoff: SyncMutex<HashMap<Uuid, (u32, Instant)>>,
+    /// One lock per take being loaded from the spool, so two sockets resuming
+    /// the same take at once get one `Live` (and other takes do not wait).
+    loading: SyncMutex<HashMap<Uuid, Arc<Mutex<()>>>>,
+    /// Takes being finalized on this instance: a retry never runs beside one.
+    finalizing: Arc<SyncMutex<HashSet<Uuid>>>,
+    disk: DiskGuard,
+    lease: Lease,
+}
+
+/// Marks a take as being finalized here until dropped.
+struct FinalizeGuard {
+    set: Arc<SyncMutex<HashSet<Uuid>>>,
+    id: Uuid,
+}
+
+impl Drop for FinalizeGuard {
+    fn drop(&mut self) {
+        self.set.lock().expect("finalizing set").remove(&self.id);
+    }
 }
 
 impl Recordings {
     pub fn new(db: Db, storage: Storage, limits: Limits, spool_dir: std::path::PathBuf) -> Recordings {
         Recordings {
+            disk: DiskGuard::new(&spool_dir, limits.min_free_spool_bytes),
+            lease: Lease::new(limits.recording_grace),
             db,
             storage,
             limits,
             spool_dir,
             instance_id: Uuid::new_v4(),
             live: SyncMutex::new(HashMap::new()),
-            loading: Mutex::new(()),
-            upload_backoff: SyncMutex::new(HashMap::new()),
+            loading: SyncMutex::new(HashMap::new()),
+            finalizing: Arc::new(SyncMutex::new(HashSet::new())),
         }
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    pub fn lease(&self) -> &Lease {
+        &self.lease
     }
 
     fn get_live(&self, id: Uuid) -> Option<Arc<Held>> {
@@ -156,31 +237,68 @@ impl Recordings {
         self.live.lock().expect("live map").len()
     }
 
-    /// Opens a new recording for `user_id`.
+    /// Claims the right to finalize `id` here; `None` if one already runs.
+    fn start_finalizing(&self, id: Uuid) -> Option<FinalizeGuard> {
+        self.finalizing
+            .lock()
+            .expect("finalizing set")
+            .insert(id)
+            .then(|| FinalizeGuard { set: self.finalizing.clone(), id })
+    }
+
+    fn user_limits(&self) -> UserLimits {
+        UserLimits {
+            max_live: self.limits.max_live_recordings_per_user as u64,
+            max_records: self.limits.max_recordings_per_user,
+            max_bytes: self.limits.max_bytes_per_user,
+        }
+    }
+
+    /// Opens a new recording for `user_id`, within the user's limits (held
+    /// across instances by the database) and the spool's free space.
     pub async fn open(&self, user_id: Uuid, mime_type: &str, name: Option<&str>) -> RecordingResult<Uuid> {
-        let max = self.limits.max_live_recordings_per_user;
-        // Closed takes leave the map as they close, so this count is exact.
-        let held = self.live.lock().expect("live map").values().filter(|h| h.user_id == user_id).count();
-        if held >= max {
-            return Err(RecordingError::TooManyLive { max });
+        let name = match name.filter(|n| !n.trim().is_empty()) {
+            Some(n) => audiobook_wire::clean_name(n, audiobook_wire::MAX_RECORDING_NAME_CHARS)
+                .map_err(|e| RecordingError::BadName(e.to_string()))?,
+            // The store numbers it ("Recording 3").
+            None => String::new(),
+        };
+        if !self.lease.is_fresh() {
+            return Err(RecordingError::Unavailable);
+        }
+        // A new take needs room for at least one chunk of the largest size.
+        if !self.disk.has_room_for(self.limits.max_chunk_bytes as u64) {
+            return Err(RecordingError::DiskFull);
         }
         let id = Uuid::new_v4();
-        let name = match name.map(str::trim).filter(|n| !n.is_empty()) {
-            Some(n) => n.chars().take(audiobook_wire::MAX_RECORDING_NAME_CHARS).collect(),
-            None => format!("Recording {}", self.db.count_records(user_id).await? + 1),
+        let mime_type = crate::media_type::safe_audio_type(mime_type);
+        let new = NewRecording { id, user_id, name, mime_type: mime_type.clone(), owner_instance: self.instance_id };
+        let opened = self.db.open_recording(&new, &self.user_limits()).await?.map_err(|refused| match refused {
+            OpenRefused::TooManyLive { max } => RecordingError::TooManyLive { max },
+            OpenRefused::TooManyRecordings { max } => RecordingError::TooManyRecordings { max },
+            OpenRefused::StorageFull { max } => RecordingError::QuotaExceeded { max, next_seq: None },
+        })?;
+        // The spool is created once the row exists, so a refused insert
+        // leaves no files behind.
+        let spool = match Spool::create(&self.spool_dir, id) {
+            Ok(spool) => spool,
+            Err(e) => {
+                if let Err(db) = self.db.discard_empty_take(id).await {
+                    tracing::warn!(recording_id = %id, error = %db, "cannot discard a take without a spool");
+                }
+                return Err(e.into());
+            }
         };
-        let mime_type = normalize_mime(mime_type);
-        let spool = Spool::create(&self.spool_dir, id)?;
-        self.db
-            .insert_recording(&NewRecording {
-                id,
-                user_id,
-                name,
-                mime_type: mime_type.clone(),
-                owner_instance: self.instance_id,
-            })
-            .await?;
-        let live = Live { id, mime_type, spool, last_activity: Instant::now(), attached: 0, closed: false };
+        let live = Live {
+            id,
+            mime_type,
+            spool,
+            last_activity: Instant::now(),
+            attached: 0,
+            closed: false,
+            byte_budget: opened.bytes_left.min(self.limits.max_recording_bytes),
+            reported_bytes: 0,
+        };
         self.live.lock().expect("live map").insert(id, Held::new(user_id, live));
         tracing::info!(recording_id = %id, user_id = %user_id, "recording opened");
         Ok(id)
@@ -193,11 +311,25 @@ impl Recordings {
         if let Some(held) = self.get_live(id) {
             return held.owned_by(user_id, id);
         }
-        let _guard = self.loading.lock().await;
-        if let Some(held) = self.get_live(id) {
-            // Loaded meanwhile by another socket: the owner check applies all the same.
-            return held.owned_by(user_id, id);
+        let lock = self.loading.lock().expect("loading locks").entry(id).or_default().clone();
+        let result = async {
+            let _guard = lock.lock().await;
+            if let Some(held) = self.get_live(id) {
+                // Loaded meanwhile by another socket: the owner check applies all the same.
+                return held.owned_by(user_id, id);
+            }
+            self.load(user_id, id).await
         }
+        .await;
+        let mut locks = self.loading.lock().expect("loading locks");
+        if locks.get(&id).is_some_and(|l| Arc::strong_count(l) <= 2) {
+            locks.remove(&id);
+        }
+        result
+    }
+
+    /// Takes over a live take from the spool and the database.
+    async fn load(&self, user_id: Uuid, id: Uuid) -> RecordingResult<Arc<Held>> {
         let row = self.db.record(id).await?.ok_or(RecordingError::NotFound(id))?;
         if row.user_id != user_id {
             return Err(RecordingError::NotYours(id));
@@ -215,9 +347,20 @@ impl Recordings {
             // Claimed for finalizing between our read and now.
             return Err(RecordingError::Busy(id));
         }
+        // The user's allowance counts this take's reported bytes already.
+        let left = self.db.bytes_left(user_id, self.limits.max_bytes_per_user).await?;
+        let byte_budget = left.saturating_add(row.size_bytes.max(0) as u64).min(self.limits.max_recording_bytes);
         tracing::info!(recording_id = %id, chunks = spool.chunks, bytes = spool.bytes, "recording taken over from spool");
-        let live =
-            Live { id, mime_type: row.mime_type, spool, last_activity: Instant::now(), attached: 0, closed: false };
+        let live = Live {
+            id,
+            mime_type: row.mime_type,
+            reported_bytes: spool.bytes,
+            spool,
+            last_activity: Instant::now(),
+            attached: 0,
+            closed: false,
+            byte_budget,
+        };
         let held = Held::new(user_id, live);
         self.live.lock().expect("live map").insert(id, held.clone());
         Ok(held)
@@ -236,6 +379,9 @@ impl Recordings {
         if data.len() > self.limits.max_chunk_bytes {
             return Err(RecordingError::ChunkTooLarge { got: data.len(), max: self.limits.max_chunk_bytes });
         }
+        if !self.lease.is_fresh() {
+            return Err(RecordingError::Unavailable);
+        }
         let held = self.live_of(user_id, id).await?;
         let mut live = held.live.lock().await;
         if live.closed {
@@ -251,20 +397,35 @@ impl Recordings {
         if seq > expected {
             return Err(RecordingError::Gap { got: seq, expected });
         }
-        if live.spool.bytes + data.len() as u64 > self.limits.max_recording_bytes {
-            return Err(RecordingError::RecordingTooLarge { max: self.limits.max_recording_bytes, next_seq: expected });
-        }
         // A chunk is about a second: more than a few hundred peaks is not a waveform.
         let peaks = peaks.map(|mut p| {
             p.truncate(MAX_PEAKS_PER_CHUNK);
             p
         });
+        // What the chunk costs on disk: its bytes, its peaks and its index
+        // entry, so that tiny chunks with many peaks count for what they use.
+        let cost = data.len() as u64 + peaks.as_ref().map_or(0, |p| p.len() as u64) + spool::INDEX_ENTRY_BYTES;
+        if live.spool.disk_bytes().saturating_add(cost) > self.limits.max_recording_bytes {
+            return Err(RecordingError::RecordingTooLarge { max: self.limits.max_recording_bytes, next_seq: expected });
+        }
+        if live.spool.bytes.saturating_add(data.len() as u64) > live.byte_budget {
+            return Err(RecordingError::QuotaExceeded {
+                max: self.limits.max_bytes_per_user,
+                next_seq: Some(expected),
+            });
+        }
+        if !self.disk.has_room_for(cost) {
+            return Err(RecordingError::DiskFull);
+        }
         live.spool.append(data, peaks).await?;
         Ok(Progress { recording_id: id, seq, next_seq: live.spool.chunks, received_bytes: live.spool.bytes })
     }
 
     /// Where a take stands, so a reconnected client knows what to send next.
     pub async fn resume(&self, user_id: Uuid, id: Uuid) -> RecordingResult<Progress> {
+        if !self.lease.is_fresh() {
+            return Err(RecordingError::Unavailable);
+        }
         let held = self.live_of(user_id, id).await?;
         let mut live = held.live.lock().await;
         if live.closed {
@@ -338,137 +499,45 @@ impl Recordings {
         if !self.db.claim_for_finalize(live.id, self.instance_id, outcome).await? {
             // Taken over by another instance, or finalized elsewhere: this
             // copy is stale and must not write or finalize anything more.
-            live.closed = true;
-            self.live.lock().expect("live map").remove(&live.id);
-            tracing::info!(recording_id = %live.id, "take is held elsewhere now; dropped here");
+            self.drop_stale(live);
             return Err(RecordingError::Busy(live.id));
         }
         live.closed = true;
         self.live.lock().expect("live map").remove(&live.id);
-        let result = finalize::finalize(
-            &self.db,
-            &self.storage,
-            &finalize::Take {
-                id: live.id,
-                user_id,
-                mime_type: live.mime_type.clone(),
-                paths: live.spool.paths.clone(),
-            },
-            outcome,
-        )
-        .await;
-        if let Err(e) = &result {
-            tracing::error!(recording_id = %live.id, error = %e, "finalize failed; the reaper will retry");
-        }
-        result
+        let take =
+            finalize::Take { id: live.id, user_id, mime_type: live.mime_type.clone(), paths: live.spool.paths.clone() };
+        self.finalize_claimed(&take, outcome, false).await
     }
 
-    /// One pass of the reaper: keeps this instance's takes alive in the
-    /// database, finalizes abandoned takes as `interrupted` (here, and those
-    /// of instances that stopped answering), and retries pending uploads.
-    pub async fn reap(&self) {
-        if let Err(e) = self.db.heartbeat(self.instance_id).await {
-            tracing::warn!(error = %e, "heartbeat failed");
-        }
-        if let Err(e) = self.db.checkpoint().await {
-            tracing::warn!(error = %e, "database checkpoint failed");
-        }
-        let now = Instant::now();
-        let candidates: Vec<_> = self.live.lock().expect("live map").values().cloned().collect();
-        for held in candidates {
-            let Ok(mut live) = held.live.try_lock() else { continue };
-            let idle = now.duration_since(live.last_activity);
-            let expired = if live.attached == 0 {
-                idle >= self.limits.recording_grace
-            } else {
-                idle >= self.limits.recording_idle_timeout
-            };
-            if expired && !live.closed {
-                tracing::info!(recording_id = %live.id, idle_secs = idle.as_secs(), "finalizing an abandoned take as interrupted");
-                if let Err(e) = self.close_and_finalize(held.user_id, &mut live, StoredStatus::Interrupted).await {
-                    tracing::warn!(recording_id = %live.id, error = %e, "could not finalize abandoned take");
-                }
-            }
-        }
-        self.reap_orphans().await;
-        self.retry_pending().await;
-    }
-
-    /// Takes whose holder went silent (killed, crashed, or this process
-    /// before a restart) and nobody resumed within the grace period.
-    async fn reap_orphans(&self) {
-        let grace = chrono::Duration::from_std(self.limits.recording_grace).unwrap_or(chrono::Duration::MAX);
-        let before = crate::db::now() - grace;
-        let rows = match self.db.stale_recordings(before).await {
-            Ok(rows) => rows,
-            Err(e) => return tracing::warn!(error = %e, "cannot list stale recordings"),
+    /// Finalizes a take this instance claimed. A failure leaves it
+    /// `finalizing` with a retry due (see [`reaper`]): the spool keeps the
+    /// audio until a later attempt stores it.
+    async fn finalize_claimed(
+        &self,
+        take: &finalize::Take,
+        outcome: StoredStatus,
+        as_received: bool,
+    ) -> RecordingResult<RecordRow> {
+        let Some(_guard) = self.start_finalizing(take.id) else {
+            return Err(RecordingError::Busy(take.id));
         };
-        for row in rows {
-            if self.get_live(row.id).is_some() {
-                continue;
-            }
-            let paths = spool::SpoolPaths::new(&self.spool_dir, row.id);
-            if !paths.exists() {
-                continue; // held on another machine's disk; that instance's reaper will see it
-            }
-            if !self.db.claim_orphan(row.id, self.instance_id, before).await.unwrap_or(false) {
-                continue; // resumed, or claimed by another instance, meanwhile
-            }
-            // A stop that failed half-way keeps its intended outcome.
-            let outcome = row.outcome.as_deref().map(StoredStatus::parse).unwrap_or(StoredStatus::Interrupted);
-            // A crash between writing a chunk and its index entry leaves a torn tail: recover first.
-            if let Err(e) = Spool::recover(&self.spool_dir, row.id) {
-                tracing::warn!(recording_id = %row.id, error = %e, "cannot recover spool");
-                continue;
-            }
-            tracing::info!(recording_id = %row.id, outcome = outcome.as_str(), "finalizing an orphaned take");
-            let take = finalize::Take { id: row.id, user_id: row.user_id, mime_type: row.mime_type.clone(), paths };
-            if let Err(e) = finalize::finalize(&self.db, &self.storage, &take, outcome).await {
-                tracing::warn!(recording_id = %row.id, error = %e, "could not finalize orphaned take");
+        match finalize::finalize(&self.db, &self.storage, take, outcome, as_received).await {
+            Ok(row) => Ok(row),
+            Err(e) => {
+                tracing::error!(recording_id = %take.id, error = %e, "finalize failed; it will be retried");
+                if let Err(db) = self.db.finalize_failed(take.id, &e.to_string()).await {
+                    tracing::warn!(recording_id = %take.id, error = %db, "cannot schedule the finalize retry");
+                }
+                Err(RecordingError::SaveDelayed(take.id))
             }
         }
     }
 
-    async fn retry_pending(&self) {
-        let rows = match self.db.pending_uploads().await {
-            Ok(rows) => rows,
-            Err(e) => return tracing::warn!(error = %e, "cannot list pending uploads"),
-        };
-        let now = Instant::now();
-        for row in rows {
-            let due = self.upload_backoff.lock().expect("backoff map").get(&row.id).is_none_or(|(_, at)| *at <= now);
-            if !due {
-                continue;
-            }
-            let paths = spool::SpoolPaths::new(&self.spool_dir, row.id);
-            match finalize::retry_upload(&self.db, &self.storage, &row, &paths).await {
-                Ok(()) => {
-                    self.upload_backoff.lock().expect("backoff map").remove(&row.id);
-                }
-                Err(e) => {
-                    let mut backoff = self.upload_backoff.lock().expect("backoff map");
-                    let attempts = backoff.get(&row.id).map_or(0, |(a, _)| *a) + 1;
-                    // 1 s, 2 s, 4 s ... up to 5 minutes between attempts.
-                    let delay = Duration::from_secs(1 << attempts.min(8)).min(Duration::from_secs(300));
-                    backoff.insert(row.id, (attempts, now + delay));
-                    tracing::warn!(recording_id = %row.id, attempts, retry_in_secs = delay.as_secs(), error = %e, "upload still failing");
-                }
-            }
-        }
-    }
-
-    /// Runs the reaper until `shutdown` resolves.
-    pub async fn run_reaper(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
-        let tick = (self.limits.recording_grace / 5).clamp(Duration::from_millis(200), Duration::from_secs(5));
-        let mut interval = tokio::time::interval(tick);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = interval.tick() => self.reap().await,
-            }
-        }
+    /// Forgets a take that another instance holds now.
+    fn drop_stale(&self, live: &mut Live) {
+        live.closed = true;
+        self.live.lock().expect("live map").remove(&live.id);
+        tracing::info!(recording_id = %live.id, "take is held elsewhere now; dropped here");
     }
 
     /// Flushes every live spool (at shutdown): the takes stay resumable after
@@ -482,11 +551,4 @@ impl Recordings {
             }
         }
     }
-}
-
-/// Lower-cases a MIME type and keeps it printable; an empty one becomes
-/// `application/octet-stream`.
-fn normalize_mime(mime: &str) -> String {
-    let m: String = mime.trim().chars().filter(|c| c.is_ascii_graphic() || *c == ' ').take(100).collect();
-    if m.is_empty() { "application/octet-stream".into() } else { m.to_ascii_lowercase() }
 }

@@ -17,6 +17,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use uuid::Uuid;
 
+/// Bytes of one index entry (a chunk's length).
+pub const INDEX_ENTRY_BYTES: u64 = 8;
+
 #[derive(Debug, Clone)]
 pub struct SpoolPaths {
     pub data: PathBuf,
@@ -65,6 +68,8 @@ pub struct Spool {
     /// Chunks stored so far (the next expected seq).
     pub chunks: u64,
     pub bytes: u64,
+    /// Bytes of waveform peaks written so far.
+    peak_bytes: u64,
 }
 
 impl Spool {
@@ -75,7 +80,17 @@ impl Spool {
         let open = |p: &Path| OpenOptions::new().create_new(true).append(true).open(p);
         let data = open(&paths.data)?;
         let index = open(&paths.index)?;
-        Ok(Spool { paths, data: Arc::new(data), index: Arc::new(index), peaks: None, chunks: 0, bytes: 0 })
+        // The files' names must survive a power cut like their contents.
+        sync_dir(dir)?;
+        Ok(Spool {
+            paths,
+            data: Arc::new(data),
+            index: Arc::new(index),
+            peaks: None,
+            chunks: 0,
+            bytes: 0,
+            peak_bytes: 0,
+        })
     }
 
     /// Reopens the spool of a recording after a disconnect, a restart or a
@@ -86,9 +101,9 @@ impl Spool {
         File::open(&paths.index)?.read_to_end(&mut raw)?;
         let data_len = std::fs::metadata(&paths.data)?.len();
         let (mut chunks, mut bytes) = (0u64, 0u64);
-        for entry in raw.chunks_exact(8) {
+        for entry in raw.chunks_exact(INDEX_ENTRY_BYTES as usize) {
             let len = u64::from_le_bytes(entry.try_into().expect("8 bytes"));
-            if bytes + len > data_len {
+            if bytes.saturating_add(len) > data_len {
                 break; // the index got ahead of the data: that chunk was never acknowledged
             }
             chunks += 1;
@@ -97,8 +112,9 @@ impl Spool {
         let data = OpenOptions::new().append(true).open(&paths.data)?;
         data.set_len(bytes)?;
         let index = OpenOptions::new().append(true).open(&paths.index)?;
-        index.set_len(chunks * 8)?;
-        Ok(Spool { paths, data: Arc::new(data), index: Arc::new(index), peaks: None, chunks, bytes })
+        index.set_len(chunks * INDEX_ENTRY_BYTES)?;
+        let peak_bytes = std::fs::metadata(&paths.peaks).map_or(0, |m| m.len());
+        Ok(Spool { paths, data: Arc::new(data), index: Arc::new(index), peaks: None, chunks, bytes, peak_bytes })
     }
 
     /// Writes one chunk (data, then its index entry). When this returns the
@@ -119,17 +135,23 @@ impl Spool {
             // A disk full or failing half-way: cut both files back to the last
             // acknowledged chunk, so a retry of this seq lands cleanly.
             let _ = self.data.set_len(self.bytes);
-            let _ = self.index.set_len(self.chunks * 8);
+            let _ = self.index.set_len(self.chunks * INDEX_ENTRY_BYTES);
             return Err(e);
         }
         self.chunks += 1;
         self.bytes += len;
-        if let Some(peaks) = peaks.filter(|p| !p.is_empty())
-            && let Err(e) = self.write_peaks(&peaks)
-        {
-            tracing::warn!(path = %self.paths.peaks.display(), error = %e, "waveform peaks not kept");
+        if let Some(peaks) = peaks.filter(|p| !p.is_empty()) {
+            match self.write_peaks(&peaks) {
+                Ok(()) => self.peak_bytes += peaks.len() as u64,
+                Err(e) => tracing::warn!(path = %self.paths.peaks.display(), error = %e, "waveform peaks not kept"),
+            }
         }
         Ok(())
+    }
+
+    /// What the take occupies on disk: audio, index and peaks.
+    pub fn disk_bytes(&self) -> u64 {
+        self.bytes + self.chunks * INDEX_ENTRY_BYTES + self.peak_bytes
     }
 
     /// Peaks are cosmetic: a failure here never fails the chunk.
@@ -153,6 +175,29 @@ impl Spool {
         .await
         .map_err(std::io::Error::other)?
     }
+}
+
+/// Ids of the takes with spool files in `dir` last modified more than
+/// `min_age` ago.
+pub fn old_spool_ids(dir: &Path, min_age: std::time::Duration) -> Vec<Uuid> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut ids: Vec<Uuid> = entries
+        .flatten()
+        .filter(|e| e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= min_age)))
+        .filter_map(|e| {
+            let name = e.file_name();
+            let (stem, ext) = name.to_str()?.rsplit_once('.')?;
+            matches!(ext, "data" | "idx" | "fixed" | "peaks").then(|| Uuid::try_parse(stem).ok()).flatten()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Flushes a folder's entries (new, renamed or linked files) to the disk.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

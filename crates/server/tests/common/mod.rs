@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::path::PathBuf;
 
 use audiobook_server::AppState;
@@ -43,6 +45,8 @@ pub fn test_config(db_url: &str, dir: &std::path::Path) -> Config {
     config.storage = StorageConfig::Local { dir: dir.join("public") };
     config.spool_dir = dir.join("spool");
     config.web_dist = None;
+    // Tests onboard many users from 127.0.0.1; the limit has its own test.
+    config.limits.onboard_per_minute = 0;
     config
 }
 
@@ -127,10 +131,22 @@ pub async fn record_take(
     data: &[u8],
     chunk_bytes: usize,
 ) -> audiobook_client::wire::Record {
+    record_take_as(url, token, "audio/webm;codecs=opus", name, data, chunk_bytes).await
+}
+
+/// [`record_take`] with the MIME type the client declares.
+pub async fn record_take_as(
+    url: &str,
+    token: &str,
+    mime_type: &str,
+    name: Option<&str>,
+    data: &[u8],
+    chunk_bytes: usize,
+) -> audiobook_client::wire::Record {
     use audiobook_client::wire::{AppendAck, AppendChunk, StartRecording, StopAck, StopRecording};
     let mut socket = audiobook_client::Socket::connect(url, token).await.unwrap();
     socket.set_ack_timeout(std::time::Duration::from_secs(30));
-    let start = StartRecording { mime_type: "audio/webm;codecs=opus".into(), name: name.map(str::to_string) };
+    let start = StartRecording { mime_type: mime_type.into(), name: name.map(str::to_string) };
     let id = socket.start(&start).await.unwrap().recording_id;
     let chunks: Vec<&[u8]> = data.chunks(chunk_bytes).collect();
     for (seq, c) in chunks.iter().enumerate() {

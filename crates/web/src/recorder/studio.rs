@@ -505,6 +505,10 @@ async fn pump(inner: Rc<Inner>, mut wakes: mpsc::UnboundedReceiver<()>) {
                     t.synced = true;
                     Ok(())
                 }),
+                // Temporarily unable (its database or disk): ask again later.
+                Ok(ResumeAck::Err(f)) if f.retry_after_ms.is_some() => {
+                    crate::browser::sleep_ms(f.retry_after_ms.unwrap_or(1000)).await;
+                }
                 Ok(ResumeAck::Err(f)) => {
                     return inner.fail(format!("The server could not resume this recording: {}", f.error));
                 }
@@ -514,6 +518,16 @@ async fn pump(inner: Rc<Inner>, mut wakes: mpsc::UnboundedReceiver<()>) {
             Action::Send { socket, id, mime_type, chunk } => match socket.append(id, &mime_type, &chunk).await {
                 Ok(AppendAck::Ok(ok)) => {
                     inner.with_take(|t| t.queue.ack(ok.seq).map(|_| ()).map_err(|e| e.to_string()))
+                }
+                // Busy, or its disk or database unavailable: nothing sent
+                // before is affected; ask where it stands and go on later.
+                Ok(AppendAck::Err(e)) if e.retry_after_ms.is_some() => {
+                    crate::browser::sleep_ms(e.retry_after_ms.unwrap_or(1000)).await;
+                    inner.with_take(|t| {
+                        t.queue.rewind();
+                        t.synced = false;
+                        Ok(())
+                    });
                 }
                 Ok(AppendAck::Err(e)) => match e.next_seq {
                     Some(next) => inner.with_take(|t| t.queue.server_expects(next).map_err(|e| e.to_string())),
@@ -528,6 +542,10 @@ async fn pump(inner: Rc<Inner>, mut wakes: mpsc::UnboundedReceiver<()>) {
             },
             Action::Stop { socket, stop } => match socket.stop(&stop).await {
                 Ok(StopAck::Ok(ok)) => return inner.finish(Phase::Saved(ok.record)),
+                // Being saved, or saving is retried on the server: ask again.
+                Ok(StopAck::Err(f)) if f.retry_after_ms.is_some() => {
+                    crate::browser::sleep_ms(f.retry_after_ms.unwrap_or(1000)).await;
+                }
                 Ok(StopAck::Err(f)) => {
                     return inner.fail(format!("The server could not save the recording: {}", f.error));
                 }
