@@ -195,12 +195,13 @@ for (const browser of chosen) {
     let ws;
     let server;
     let driver;
-    const suiteStarted = Date.now();
+    let suiteStarted;
     const figures = { browser };
     /** The saved take: its record, and the recorder's timeline. */
     let take;
 
     before(async () => {
+      suiteStarted = Date.now();
       ws = workspace(browser);
       server = await Server.start(ws.dir);
       const launched = Date.now();

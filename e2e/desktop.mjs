@@ -11,20 +11,34 @@ import path from "node:path";
 
 import { sleep } from "./harness.mjs";
 
+/** Daemons still running: killed when this process exits without stopping them (a crash). */
+const running = new Set();
+process.on("exit", () => {
+  for (const daemon of running) daemon.child.kill("SIGKILL");
+});
+
 /** A started child process with its log file, stopped with SIGTERM, then SIGKILL. */
 class Daemon {
   constructor(name, child, logFile) {
     this.name = name;
     this.child = child;
     this.logFile = logFile;
-    this.exited = new Promise((resolve) => child.once("exit", resolve));
+    running.add(this);
+    this.exited = new Promise((resolve) => {
+      child.once("exit", resolve);
+      child.once("error", (e) => {
+        this.failed = e;
+        resolve();
+      });
+    }).finally(() => running.delete(this));
   }
 
   running() {
-    return this.child.exitCode === null && this.child.signalCode === null;
+    return !this.failed && this.child.exitCode === null && this.child.signalCode === null;
   }
 
   logTail(lines = 20) {
+    if (this.failed) return `cannot start ${this.name}: ${this.failed.message}`;
     try {
       return fs.readFileSync(this.logFile, "utf8").split("\n").slice(-lines).join("\n");
     } catch {
@@ -46,7 +60,6 @@ function spawnLogged(name, bin, args, dir, env = process.env, extraStdio = []) {
   const log = fs.openSync(logFile, "a");
   const child = spawn(bin, args, { env, stdio: ["ignore", log, log, ...extraStdio] });
   fs.closeSync(log);
-  child.once("error", () => {});
   return new Daemon(name, child, logFile);
 }
 
@@ -104,14 +117,14 @@ export async function startXvfb(dir) {
   const display = await new Promise((resolve, reject) => {
     let text = "";
     const timer = setTimeout(() => reject(new Error(`Xvfb gave no display number:\n${daemon.logTail()}`)), 15_000);
-    daemon.child.stdio[3].on("data", (d) => {
+    daemon.child.stdio[3]?.on("data", (d) => {
       text += d;
       if (text.includes("\n")) {
         clearTimeout(timer);
         resolve(`:${text.trim()}`);
       }
     });
-    daemon.child.once("exit", () => {
+    daemon.exited.then(() => {
       clearTimeout(timer);
       reject(new Error(`Xvfb exited:\n${daemon.logTail()}`));
     });

@@ -10,6 +10,10 @@
 // find an element, click it, fill it, go to a URL, screenshot, close); the
 // rest (waiting, queries by role, label or text) is shared and runs the same
 // code in each page (./dom.mjs).
+//
+// Environment (set by `cargo xtask test`; the defaults are Debian's paths):
+//   CHROMIUM, FIREFOX, MINIBROWSER   the browser binaries
+//   WEBKIT_WEBDRIVER                 WebKitGTK's WebDriver (default: on PATH)
 
 import fs from "node:fs";
 import path from "node:path";
