@@ -107,18 +107,20 @@ async function seekAndPlay({ sel, to, ms }) {
   a.currentTime = to;
   await Promise.race([seeked, new Promise((r) => setTimeout(r, 5_000))]);
   const afterSeek = a.currentTime;
-  await a.play();
+  // Every wait is bounded: a media pipeline that stalls must fail the check, not hang it.
+  const started = await Promise.race([a.play().then(() => true), new Promise((r) => setTimeout(() => r(false), 5_000))]);
   await new Promise((r) => setTimeout(r, ms));
-  return { afterSeek, later: a.currentTime, error: a.error ? `${a.error.code} ${a.error.message}` : null };
+  return { afterSeek, started, later: a.currentTime, error: a.error ? `${a.error.code} ${a.error.message}` : null };
 }
 
 /** Plays `sel` from where it is for `ms`, and reports where it got. */
 async function playFor({ sel, ms }) {
   const a = document.querySelector(sel);
   const from = a.currentTime;
-  await a.play();
+  const started = await Promise.race([a.play().then(() => true), new Promise((r) => setTimeout(() => r(false), 5_000))]);
   await new Promise((r) => setTimeout(r, ms));
-  return { from, later: a.currentTime, paused: a.paused, error: a.error ? `${a.error.code} ${a.error.message}` : null };
+  const error = a.error ? `${a.error.code} ${a.error.message}` : null;
+  return { from, started, later: a.currentTime, paused: a.paused, error };
 }
 
 /** Plays `sel` from where it is until `ended` (or `limitMs`), and reports the end. */
@@ -135,13 +137,16 @@ async function playToEnd({ sel, limitMs }) {
   // Already at the end: play() would start over.
   if (a.ended) return { ...report(true, started), from: a.currentTime, alreadyEnded: true };
   const from = a.currentTime;
+  let playError = null;
   const ended = new Promise((resolve) => {
     a.addEventListener("ended", () => resolve(true), { once: true });
     a.addEventListener("error", () => resolve(false), { once: true });
     setTimeout(() => resolve(false), limitMs);
   });
-  await a.play();
-  return { ...report(await ended, started), from };
+  a.play().catch((e) => {
+    playError = String(e);
+  });
+  return { ...report(await ended, started), from, playError };
 }
 
 /**

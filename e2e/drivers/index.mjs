@@ -315,7 +315,7 @@ class WebKitDriver extends Driver {
         },
       });
       driver.session = `/session/${session.sessionId}`;
-      await driver.request("POST", `${driver.session}/timeouts`, { script: 120_000, pageLoad: 30_000, implicit: 0 });
+      await driver.request("POST", `${driver.session}/timeouts`, { script: 30_000, pageLoad: 30_000, implicit: 0 });
       await driver.request("POST", `${driver.session}/window/rect`, VIEWPORT).catch(() => {});
     } catch (e) {
       await driver.close();
