@@ -75,6 +75,22 @@ pub fn apt_install(packages: &[&str]) -> Result {
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
+/// Those of `packages` that dpkg does not list as installed (none where
+/// there is no dpkg: then the tests name what they cannot start).
+pub fn missing_debian_packages(packages: &[&str]) -> Vec<String> {
+    if which("dpkg-query").is_none() {
+        return Vec::new();
+    }
+    packages
+        .iter()
+        .filter(|p| {
+            let status = Command::new("dpkg-query").args(["-W", "-f=${db:Status-Status}", p]).output();
+            !matches!(status, Ok(out) if out.status.success() && out.stdout == b"installed")
+        })
+        .map(|p| p.to_string())
+        .collect()
+}
+
 /// The version of a package in Cargo.lock (the first entry with that name).
 pub fn locked_version(package: &str) -> Result<String> {
     let lock = std::fs::read_to_string(root().join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;

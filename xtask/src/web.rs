@@ -12,6 +12,7 @@ use crate::util::{self, Result};
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 const CHROMIUM: &str = "/usr/lib/chromium/chromium";
+const FIREFOX: &str = "/usr/lib/firefox-esr/firefox-esr";
 
 /// Builds the web app into `target/web-dist/` and returns that folder.
 pub fn build_web(release: bool) -> Result<PathBuf> {
@@ -52,33 +53,76 @@ pub fn build_web(release: bool) -> Result<PathBuf> {
     Ok(dist)
 }
 
-/// Runs the browser end-to-end tests (`e2e/`, `node --test`) against the
-/// server binary and a built web app; installs Chromium and playwright-core
-/// when they are missing.
+/// Debian packages of the browser end-to-end tests: Chromium; Firefox ESR;
+/// WebKitGTK's WebDriver (it brings MiniBrowser) with an X server; a
+/// PulseAudio daemon for audio output (Firefox's `<audio>` fails without a
+/// sound device); GStreamer's plugins for WebKit's AAC recording and
+/// playback and its PulseAudio sink.
+const BROWSER_PACKAGES: &[&str] = &[
+    "chromium",
+    "chromium-driver",
+    "firefox-esr",
+    "webkit2gtk-driver",
+    "xvfb",
+    "pulseaudio",
+    "pulseaudio-utils",
+    "gstreamer1.0-pulseaudio",
+    "gstreamer1.0-plugins-good",
+    "gstreamer1.0-plugins-bad",
+    "gstreamer1.0-libav",
+];
+
+/// The npm packages the tests import (`e2e/package.json`).
+const NODE_PACKAGES: &[&str] = &["playwright-core", "puppeteer-core"];
+
+/// Runs the browser end-to-end tests (`e2e/`, `node --test`: the Chromium
+/// feature tests and the cross-browser scenario in Chromium, Firefox and
+/// WebKitGTK) against the server binary and a built web app; installs the
+/// browsers and the npm packages when they are missing.
 pub fn run_e2e(server_bin: &Path, web_dist: &Path) -> Result {
     let root = util::root();
-    if !Path::new(CHROMIUM).is_file() {
-        util::apt_install(&["chromium", "chromium-driver"])?;
-    }
+    let missing = util::missing_debian_packages(BROWSER_PACKAGES);
+    let missing: Vec<&str> = missing.iter().map(String::as_str).collect();
+    util::apt_install(&missing)?;
     if util::which("node").is_none() || util::which("npm").is_none() {
         util::apt_install(&["nodejs", "npm"])?;
     }
     let e2e = root.join("e2e");
-    if !e2e.join("node_modules/playwright-core/package.json").is_file() {
+    if NODE_PACKAGES.iter().any(|p| !e2e.join("node_modules").join(p).join("package.json").is_file()) {
         let install = if e2e.join("package-lock.json").is_file() { "ci" } else { "install" };
-        util::run(Command::new("npm").current_dir(&e2e).args([install, "--no-audit", "--no-fund"]))?;
+        // puppeteer-core drives the Debian Firefox; it must never fetch a browser.
+        util::run(
+            Command::new("npm")
+                .current_dir(&e2e)
+                .args([install, "--no-audit", "--no-fund"])
+                .env("PUPPETEER_SKIP_DOWNLOAD", "1"),
+        )?;
     }
+    // Fresh screenshots only: a failure picture from an earlier run misleads.
     let artifacts = target_dir(&root).join("e2e-artifacts");
+    let _ = std::fs::remove_dir_all(&artifacts);
     std::fs::create_dir_all(&artifacts).map_err(|e| format!("cannot create {}: {e}", artifacts.display()))?;
-    util::run_counting(
-        Command::new("node")
-            .current_dir(&root)
-            .args(["--test", "--test-concurrency=1", "e2e/"])
-            .env("AUDIOBOOK_SERVER_BIN", absolute(server_bin))
-            .env("AUDIOBOOK_WEB_DIST", absolute(web_dist))
-            .env("AUDIOBOOK_E2E_ARTIFACTS", &artifacts)
-            .env("CHROMIUM", CHROMIUM),
-    )
+    let mut node = Command::new("node");
+    node.current_dir(&root)
+        .args(["--test", "--test-concurrency=1", "e2e/"])
+        .env("AUDIOBOOK_SERVER_BIN", absolute(server_bin))
+        .env("AUDIOBOOK_WEB_DIST", absolute(web_dist))
+        .env("AUDIOBOOK_E2E_ARTIFACTS", &artifacts)
+        .env("CHROMIUM", CHROMIUM)
+        .env("FIREFOX", FIREFOX);
+    if let Some(minibrowser) = minibrowser() {
+        node.env("MINIBROWSER", minibrowser);
+    }
+    util::run_counting(&mut node)
+}
+
+/// WebKitGTK's MiniBrowser, under the multiarch library folder.
+fn minibrowser() -> Option<PathBuf> {
+    std::fs::read_dir("/usr/lib")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("webkit2gtk-4.1/MiniBrowser"))
+        .find(|p| p.is_file())
 }
 
 fn ensure_wasm_target() -> Result {

@@ -5,6 +5,7 @@
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
 mod format;
+mod playback;
 mod recorder;
 mod waveform;
 

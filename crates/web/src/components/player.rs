@@ -6,6 +6,7 @@ use uuid::Uuid;
 use web_sys::HtmlAudioElement;
 
 use super::WaveformSeek;
+use crate::playback::{skip_target, take_length};
 use crate::session::use_session;
 use crate::{api, format};
 
@@ -21,11 +22,11 @@ pub fn toggle_play(audio: &HtmlAudioElement) {
     }
 }
 
-/// Moves the playhead of `audio` by `delta` seconds, within the take.
-pub fn seek_by(audio: &HtmlAudioElement, delta: f64) {
-    let d = audio.duration();
-    let to = (audio.current_time() + delta).max(0.0);
-    audio.set_current_time(if d.is_finite() { to.min(d) } else { to });
+/// Moves the playhead of `audio` by `delta` seconds, within the take of
+/// `server_ms` (the server's `duration_ms`; see [`take_length`]).
+pub fn seek_by(audio: &HtmlAudioElement, delta: f64, server_ms: u64) {
+    let length = take_length(audio.duration(), server_ms);
+    audio.set_current_time(skip_target(audio.current_time(), delta, length));
 }
 
 /// The page's one player: the waveform of the chosen recording (or a plain
@@ -76,24 +77,27 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
             playing.set(!el.paused());
         }
     };
-    // The length to seek in: the browser's, else the server's.
-    let total = Signal::derive(move || {
-        duration
-            .get()
-            .filter(|d| d.is_finite() && *d > 0.0)
-            .unwrap_or_else(|| record.with(|r| r.as_ref().map_or(0.0, |r| r.duration_ms as f64 / 1000.0)))
-    });
+    let server_ms = move || record.with(|r| r.as_ref().map_or(0, |r| r.duration_ms));
+    // The take's length for the time display, the seek bar and the waveform.
+    let total = Signal::derive(move || take_length(duration.get().unwrap_or(f64::NAN), server_ms()));
     let seek_to = Callback::new(move |to: f64| {
         if let Some(el) = audio.get_untracked() {
-            el.set_current_time(to.max(0.0));
-            current.set(to.max(0.0));
+            let to = skip_target(to, 0.0, total.get_untracked());
+            el.set_current_time(to);
+            current.set(to);
         }
     });
     let skip = move |delta: f64| {
         if let Some(el) = audio.get_untracked() {
-            seek_by(&el, delta);
+            seek_by(&el, delta, server_ms());
             current.set(el.current_time());
         }
+    };
+    // At the end the playhead is at the end of the take, even where the
+    // browser's idea of the length was short.
+    let on_ended = move |_| {
+        sync();
+        current.set(total.get_untracked());
     };
     let on_speed = move |ev: leptos::ev::Event| {
         let value = event_target_value(&ev).parse::<f64>().unwrap_or(1.0);
@@ -135,7 +139,7 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
                 on:seeked=move |_| sync()
                 on:play=move |_| sync()
                 on:pause=move |_| sync()
-                on:ended=move |_| sync()
+                on:ended=on_ended
                 aria-label=move || name().map(|n| format!("Player: {n}")).unwrap_or_else(|| "Player".into())
             ></audio>
             <Show when=move || record.with(Option::is_some)>
@@ -170,11 +174,11 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
                 </div>
             </Show>
             <p class="player-duration">
-                {move || match (record.with(|r| r.is_some()), duration.get()) {
-                    (false, _) => "Choose a recording to play it here.".to_string(),
-                    (true, None) => "Loading…".to_string(),
-                    (true, Some(d)) if !d.is_finite() => "Duration unknown".to_string(),
-                    (true, Some(d)) => format!("Duration {}", format::duration_ms((d * 1000.0).round() as u64)),
+                {move || match (record.with(|r| r.is_some()), total.get(), duration.get()) {
+                    (false, _, _) => "Choose a recording to play it here.".to_string(),
+                    (true, t, _) if t > 0.0 => format!("Duration {}", format::duration_ms((t * 1000.0).round() as u64)),
+                    (true, _, None) => "Loading…".to_string(),
+                    (true, _, Some(_)) => "Duration unknown".to_string(),
                 }}
             </p>
         </section>

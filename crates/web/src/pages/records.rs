@@ -263,15 +263,17 @@ pub fn RecordsPage() -> impl IntoView {
             return;
         }
         let Some(el) = audio.get_untracked() else { return };
-        if selected.get_untracked().is_none() {
+        let Some(server_ms) =
+            selected.get_untracked().and_then(|i| i.record.try_get_untracked()).map(|r| r.duration_ms)
+        else {
             return;
-        }
+        };
         match key.as_str() {
             " " | "k" | "K" => toggle_play(&el),
-            "ArrowLeft" => seek_by(&el, -5.0),
-            "ArrowRight" => seek_by(&el, 5.0),
-            "j" | "J" => seek_by(&el, -10.0),
-            "l" | "L" => seek_by(&el, 10.0),
+            "ArrowLeft" => seek_by(&el, -5.0, server_ms),
+            "ArrowRight" => seek_by(&el, 5.0, server_ms),
+            "j" | "J" => seek_by(&el, -10.0, server_ms),
+            "l" | "L" => seek_by(&el, 10.0, server_ms),
             _ => return,
         }
         ev.prevent_default();
