@@ -73,6 +73,10 @@ impl Links {
             status: row.status().to_wire(),
             created_at: row.created_at,
             updated_at: row.updated_at,
+            client_connected: match row.status() {
+                crate::db::StoredStatus::Recording => Some(row.client_connected.unwrap_or(false)),
+                _ => None,
+            },
         }
     }
 }

@@ -321,6 +321,99 @@ async fn wait_for_status(api: &Api, me: &audiobook_client::wire::Onboarded, id: 
     }
 }
 
+/// An open take is listed as `recording`, with the bytes received so far and
+/// whether its client is connected: first while it records, then while it
+/// waits for the device that recorded it.
+async fn open_takes_are_listed_while_they_record(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |c| c.limits.recording_grace = Duration::from_secs(30)).await else {
+        return;
+    };
+    let api = Api::new(&app.url);
+    let me = api.onboard("Live").await.unwrap();
+    let socket = Socket::connect(&app.url, &me.token).await.unwrap();
+    let id = socket
+        .start(&StartRecording { mime_type: "audio/webm;codecs=opus".into(), name: Some("Open".into()) })
+        .await
+        .unwrap()
+        .recording_id;
+    let blobs = three_second_blobs();
+    ok_ack(socket.append(&chunk(0, id, blobs[0].clone())).await.unwrap());
+    let first_chunk = blobs[0].len() as u64;
+    let listed = |connected: bool| {
+        let (api, me) = (&api, &me);
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let records = api.records(me.user.id, &me.token).await.unwrap();
+                if let Some(r) = records.into_iter().find(|r| r.id == id)
+                    && r.status == RecordStatus::Recording
+                    && r.size_bytes == first_chunk
+                    && r.client_connected == Some(connected)
+                {
+                    return r;
+                }
+                assert!(std::time::Instant::now() < deadline, "the open take was not listed (connected: {connected})");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let record = listed(true).await;
+    assert_eq!(record.name, "Open");
+    // An open take cannot be shared or deleted.
+    let (status, _) = api.raw(http::Method::DELETE, &format!("/recordings/{id}"), Some(&me.token), None).await.unwrap();
+    assert_eq!(status, 409);
+    socket.cut();
+    listed(false).await;
+    app.stop().await;
+}
+both_backends!(open_takes_listed, open_takes_are_listed_while_they_record);
+
+/// The server loses a take's spool mid-take (its files deleted): the resume
+/// answers `next_seq` 0, the client sends the take again from the start, and
+/// the saved take is complete.
+async fn a_lost_spool_is_sent_again_from_the_start(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let api = Api::new(&app.url);
+    let me = api.onboard("Lost").await.unwrap();
+    let socket = Socket::connect(&app.url, &me.token).await.unwrap();
+    let id = socket
+        .start(&StartRecording { mime_type: "audio/webm;codecs=opus".into(), name: None })
+        .await
+        .unwrap()
+        .recording_id;
+    let blobs = three_second_blobs();
+    ok_ack(socket.append(&chunk(0, id, blobs[0].clone())).await.unwrap());
+    ok_ack(socket.append(&chunk(1, id, blobs[1].clone())).await.unwrap());
+    socket.cut();
+    // A restart that comes back without its spool.
+    app.state.recordings.forget_for_tests(id).await;
+    for ext in ["data", "idx", "peaks"] {
+        let _ = std::fs::remove_file(app.spool_dir().join(format!("{id}.{ext}")));
+    }
+    let socket = Socket::connect(&app.url, &me.token).await.unwrap();
+    match socket.resume(&ResumeRecording { recording_id: id }).await.unwrap() {
+        ResumeAck::Ok(ok) => assert_eq!((ok.next_seq, ok.received_bytes), (0, 0), "start over"),
+        ResumeAck::Err(e) => panic!("{e:?}"),
+    }
+    for (seq, blob) in blobs.iter().enumerate() {
+        ok_ack(socket.append(&chunk(seq as u64, id, blob.clone())).await.unwrap());
+    }
+    let record = match socket
+        .stop(&StopRecording { recording_id: Some(id), chunks: Some(3), ..Default::default() })
+        .await
+        .unwrap()
+    {
+        StopAck::Ok(ok) => ok.record,
+        StopAck::Err(e) => panic!("{e:?}"),
+    };
+    assert_eq!(record.duration_ms, 3000);
+    let data: Vec<u8> = blobs.concat();
+    assert_eq!(audio_digest(&fetch(&api, &record).await), audio_digest(&data), "the whole take");
+    socket.cut();
+    app.stop().await;
+}
+both_backends!(lost_spool, a_lost_spool_is_sent_again_from_the_start);
+
 async fn unknown_audio_is_stored_byte_for_byte(backend: Backend) {
     let Some(app) = spawn_app(backend).await else { return };
     let api = Api::new(&app.url);

@@ -47,7 +47,7 @@ pub struct Onboarded {
     pub token: String,
 }
 
-/// Where a saved recording stands.
+/// Where a recording stands.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordStatus {
@@ -55,8 +55,13 @@ pub enum RecordStatus {
     Ready,
     /// The client never came back; what the server held was finalized.
     Interrupted,
-    /// Safe on the server, upload to the storage backend not confirmed yet.
+    /// Safe on the server (being saved, or its upload to the storage
+    /// backend not confirmed yet).
     Pending,
+    /// Still open: listed with the bytes received so far, so that a take
+    /// another tab or device is recording (or that waits for its client to
+    /// come back) is visible.
+    Recording,
 }
 
 /// A saved recording.
@@ -73,6 +78,10 @@ pub struct Record {
     pub status: RecordStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// For a take still `recording`: whether a client is connected to it
+    /// now (`false`: it waits for the device that recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_connected: Option<bool>,
 }
 
 /// Every error body of the REST API.

@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use super::{Db, RECORD_COLUMNS, RecordRow, now};
 
-/// Statuses of records that are saved (listed, shareable, deletable).
+/// Statuses of records that are saved (shareable, deletable). Lists show
+/// live takes too.
 const SAVED: &str = "('pending', 'ready', 'interrupted')";
 
 /// One page of `GET /records/:id`.
@@ -91,11 +92,11 @@ impl Db {
         on_read_pool!(self, p => sqlx::query_as(&sql).bind(token).fetch_optional(p).await)
     }
 
-    /// A user's saved records, newest first, filtered and paged by `q`.
+    /// A user's records (live takes included), newest first, filtered and paged by `q`.
     /// Case-insensitivity is `LOWER()`'s: full Unicode on PostgreSQL with a
     /// UTF-8 locale, ASCII letters only on SQLite.
     pub async fn find_records(&self, user_id: Uuid, q: &RecordQuery) -> Result<Vec<RecordRow>, sqlx::Error> {
-        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE user_id = $1 AND status IN {SAVED}");
+        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE user_id = $1");
         let pattern = q.name_contains.as_deref().map(|t| format!("%{}%", like_escape(&t.to_lowercase())));
         let mut n = 1;
         if q.before.is_some() {

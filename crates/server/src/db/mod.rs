@@ -121,12 +121,13 @@ impl StoredStatus {
         }
     }
 
-    /// What the API shows: anything not stored yet is `pending`.
+    /// What the API shows: a take being saved is `pending`.
     pub fn to_wire(self) -> RecordStatus {
         match self {
+            StoredStatus::Recording => RecordStatus::Recording,
             StoredStatus::Ready => RecordStatus::Ready,
             StoredStatus::Interrupted => RecordStatus::Interrupted,
-            _ => RecordStatus::Pending,
+            StoredStatus::Finalizing | StoredStatus::Pending => RecordStatus::Pending,
         }
     }
 }
@@ -148,6 +149,8 @@ pub struct RecordRow {
     pub updated_at: DateTime<Utc>,
     /// Failed finalize or upload attempts so far.
     pub attempts: i32,
+    /// For a live take: whether a client is connected to it (last reported).
+    pub client_connected: Option<bool>,
 }
 
 impl RecordRow {
@@ -181,7 +184,7 @@ pub struct FinishedRecording {
 }
 
 const RECORD_COLUMNS: &str = "id, user_id, name, storage_key, mime_type, size_bytes, duration_ms, status, outcome, \
-     owner_instance, last_seen_at, created_at, updated_at, attempts";
+     owner_instance, last_seen_at, created_at, updated_at, attempts, client_connected";
 
 impl Db {
     /// Connects to `sqlite://...` or `postgres://...` and applies the migrations.
@@ -291,12 +294,9 @@ impl Db {
         on_read_pool!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await)
     }
 
-    /// A user's saved records (live takes excluded), newest first.
+    /// A user's records, live takes included, newest first.
     pub async fn records_of(&self, user_id: Uuid) -> Result<Vec<RecordRow>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {RECORD_COLUMNS} FROM records WHERE user_id = $1 AND status IN ('pending', 'ready', 'interrupted') \
-             ORDER BY created_at DESC, id DESC"
-        );
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE user_id = $1 ORDER BY created_at DESC, id DESC");
         on_read_pool!(self, p => sqlx::query_as(&sql).bind(user_id).fetch_all(p).await)
     }
 

@@ -112,6 +112,7 @@ impl Db {
                 created_at: at,
                 updated_at: at,
                 attempts: 0,
+                client_connected: None,
             },
             bytes_left,
         }))
@@ -268,21 +269,24 @@ impl Db {
         on_pool!(self, p => sqlx::query_scalar(sql).bind(instance).fetch_all(p).await)
     }
 
-    /// Bytes received so far by live takes, so that lists (on any instance)
-    /// and the per-user byte limit see them; one statement per 500 takes.
-    pub async fn record_progress(&self, progress: &[(Uuid, u64)]) -> Result<(), sqlx::Error> {
+    /// Bytes received so far by live takes, and whether a client is
+    /// connected to each, so that lists (on any instance) and the per-user
+    /// byte limit see them; one statement per 500 takes.
+    pub async fn record_progress(&self, progress: &[(Uuid, u64, bool)]) -> Result<(), sqlx::Error> {
         for batch in progress.chunks(500) {
-            let values: Vec<String> = (0..batch.len()).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
+            let values: Vec<String> =
+                (0..batch.len()).map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3)).collect();
             let sql = format!(
-                "WITH progress (id, bytes) AS (VALUES {}) UPDATE records SET size_bytes = \
-                 (SELECT bytes FROM progress WHERE progress.id = records.id) \
+                "WITH progress (id, bytes, connected) AS (VALUES {}) UPDATE records SET \
+                 size_bytes = (SELECT bytes FROM progress WHERE progress.id = records.id), \
+                 client_connected = (SELECT connected FROM progress WHERE progress.id = records.id) \
                  WHERE status = 'recording' AND id IN (SELECT id FROM progress)",
                 values.join(", ")
             );
             on_pool!(self, p => {
                 let mut q = sqlx::query(&sql);
-                for (id, bytes) in batch {
-                    q = q.bind(*id).bind(i64::try_from(*bytes).unwrap_or(i64::MAX));
+                for (id, bytes, connected) in batch {
+                    q = q.bind(*id).bind(i64::try_from(*bytes).unwrap_or(i64::MAX)).bind(*connected);
                 }
                 q.execute(p).await.map(|_| ())
             })?;

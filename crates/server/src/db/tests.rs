@@ -42,7 +42,13 @@ async fn suite(db: &Db) {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     assert_eq!(db.count_records(u.id).await.unwrap(), 3);
-    assert!(db.records_of(u.id).await.unwrap().is_empty());
+    let live = db.records_of(u.id).await.unwrap();
+    assert!(live.iter().all(|r| r.status() == StoredStatus::Recording), "live takes are listed as such");
+    assert_eq!(live.len(), 3);
+    // Their progress, reported by the holder's heartbeat, is what lists show.
+    db.record_progress(&[(ids[1], 12_345, true)]).await.unwrap();
+    let row = db.record(ids[1]).await.unwrap().unwrap();
+    assert_eq!((row.size_bytes, row.client_connected), (12_345, Some(true)));
 
     assert!(
         !db.claim_for_finalize(ids[0], Uuid::new_v4(), StoredStatus::Ready).await.unwrap(),
@@ -80,7 +86,7 @@ async fn suite(db: &Db) {
     .await
     .unwrap();
     let listed: Vec<Uuid> = db.records_of(u.id).await.unwrap().iter().map(|r| r.id).collect();
-    assert_eq!(listed, vec![ids[2], ids[0]], "newest first, live take hidden");
+    assert_eq!(listed, vec![ids[2], ids[1], ids[0]], "newest first, the live take too");
     let pending = db.pending_uploads().await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].outcome.as_deref(), Some("interrupted"));

@@ -56,7 +56,7 @@ pub enum RecordingError {
     AlreadySaved(Uuid),
     #[error("Recording {0} is being saved; try again in a moment.")]
     Busy(Uuid),
-    #[error("The recording's data is not on this server; reconnect to try another one.")]
+    #[error("The recording's data is held by another server right now; trying again shortly.")]
     SpoolMissing(Uuid),
     #[error("The server is running out of disk space; what you recorded so far is safe. Trying again shortly.")]
     DiskFull,
@@ -90,7 +90,7 @@ impl RecordingError {
                 Some(Duration::from_secs(1))
             }
             RecordingError::Unavailable | RecordingError::Db(_) => Some(Duration::from_secs(2)),
-            RecordingError::DiskFull => Some(Duration::from_secs(5)),
+            RecordingError::DiskFull | RecordingError::SpoolMissing(_) => Some(Duration::from_secs(5)),
             _ => None,
         }
     }
@@ -143,8 +143,9 @@ struct Live {
     /// Audio bytes this take may reach: the user's byte allowance when it
     /// was opened (or taken over).
     byte_budget: u64,
-    /// Received bytes last written to the database (see the heartbeat).
-    reported_bytes: u64,
+    /// Received bytes and whether a client was attached, as last written to
+    /// the database (see the heartbeat).
+    reported: (u64, bool),
 }
 
 /// Whether this instance may still acknowledge chunks: only while its
@@ -297,7 +298,7 @@ impl Recordings {
             attached: 0,
             closed: false,
             byte_budget: opened.bytes_left.min(self.limits.max_recording_bytes),
-            reported_bytes: 0,
+            reported: (0, false),
         };
         self.live.lock().expect("live map").insert(id, Held::new(user_id, live));
         tracing::info!(recording_id = %id, user_id = %user_id, "recording opened");
@@ -339,10 +340,14 @@ impl Recordings {
             StoredStatus::Finalizing => return Err(RecordingError::Busy(id)),
             _ => return Err(RecordingError::AlreadySaved(id)),
         }
-        let spool = Spool::recover(&self.spool_dir, id).map_err(|e| {
-            tracing::warn!(recording_id = %id, error = %e, "cannot reopen spool");
-            RecordingError::SpoolMissing(id)
-        })?;
+        let spool = match Spool::recover(&self.spool_dir, id) {
+            Ok(spool) => spool,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.restart_lost_spool(&row)?,
+            Err(e) => {
+                tracing::warn!(recording_id = %id, error = %e, "cannot reopen spool");
+                return Err(RecordingError::SpoolMissing(id));
+            }
+        };
         if !self.db.take_over(id, self.instance_id).await? {
             // Claimed for finalizing between our read and now.
             return Err(RecordingError::Busy(id));
@@ -354,7 +359,7 @@ impl Recordings {
         let live = Live {
             id,
             mime_type: row.mime_type,
-            reported_bytes: spool.bytes,
+            reported: (spool.bytes, false),
             spool,
             last_activity: Instant::now(),
             attached: 0,
@@ -364,6 +369,23 @@ impl Recordings {
         let held = Held::new(user_id, live);
         self.live.lock().expect("live map").insert(id, held.clone());
         Ok(held)
+    }
+
+    /// A live take whose spool is not on this disk: held by an instance that
+    /// died with its disk (no shared spool), or lost. Once its holder has
+    /// been silent for a few heartbeats, the take starts over here with an
+    /// empty spool: `resume-recording` answers `next_seq` 0 and the client
+    /// sends the whole take again from its own copy.
+    fn restart_lost_spool(&self, row: &RecordRow) -> RecordingResult<Spool> {
+        let silent_for = crate::db::now() - row.last_seen_at;
+        let holder_alive = row.owner_instance.is_some_and(|o| o != self.instance_id)
+            && silent_for < chrono::Duration::from_std(self.reaper_tick() * 3).unwrap_or(chrono::Duration::MAX);
+        if holder_alive {
+            return Err(RecordingError::SpoolMissing(row.id));
+        }
+        tracing::warn!(recording_id = %row.id, "spool lost; the take starts over and the client re-sends it");
+        spool::SpoolPaths::new(&self.spool_dir, row.id).remove();
+        Ok(Spool::create(&self.spool_dir, row.id)?)
     }
 
     /// Appends chunk `seq` (or the next one, for clients without seq) and
@@ -538,6 +560,14 @@ impl Recordings {
         live.closed = true;
         self.live.lock().expect("live map").remove(&live.id);
         tracing::info!(recording_id = %live.id, "take is held elsewhere now; dropped here");
+    }
+
+    /// Forgets a live take as a restart would (tests of what survives one).
+    #[doc(hidden)]
+    pub async fn forget_for_tests(&self, id: Uuid) {
+        if let Some(held) = self.live.lock().expect("live map").remove(&id) {
+            held.live.lock().await.closed = true;
+        }
     }
 
     /// Flushes every live spool (at shutdown): the takes stay resumable after

@@ -135,9 +135,9 @@ impl Recordings {
             // A take busy with a chunk is reported on the next beat.
             if let Ok(live) = held.live.try_lock()
                 && !live.closed
-                && live.spool.bytes != live.reported_bytes
+                && (live.spool.bytes, live.attached > 0) != live.reported
             {
-                changed.push((live.id, live.spool.bytes));
+                changed.push((live.id, live.spool.bytes, live.attached > 0));
             }
         }
         if changed.is_empty() {
@@ -147,9 +147,9 @@ impl Recordings {
             Ok(()) => {
                 for held in &takes {
                     if let Ok(mut live) = held.live.try_lock()
-                        && let Some((_, bytes)) = changed.iter().find(|(id, _)| *id == live.id)
+                        && let Some((_, bytes, connected)) = changed.iter().find(|(id, ..)| *id == live.id)
                     {
-                        live.reported_bytes = *bytes;
+                        live.reported = (*bytes, *connected);
                     }
                 }
             }

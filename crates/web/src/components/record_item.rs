@@ -26,6 +26,7 @@ pub fn RecordItem(
         RecordStatus::Ready => None,
         RecordStatus::Pending => Some("uploading"),
         RecordStatus::Interrupted => Some("interrupted"),
+        RecordStatus::Recording => Some("recording"),
     };
     let record_id = r.id.to_string();
     let duration = format::duration_ms(r.duration_ms);
