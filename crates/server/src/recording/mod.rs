@@ -565,7 +565,8 @@ impl Recordings {
     /// Forgets a live take as a restart would (tests of what survives one).
     #[doc(hidden)]
     pub async fn forget_for_tests(&self, id: Uuid) {
-        if let Some(held) = self.live.lock().expect("live map").remove(&id) {
+        let held = self.live.lock().expect("live map").remove(&id);
+        if let Some(held) = held {
             held.live.lock().await.closed = true;
         }
     }
