@@ -37,6 +37,15 @@ pub struct Config {
     pub limits: Limits,
 }
 
+/// How spool writes are made (`SPOOL_IO`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolIo {
+    /// Inline on a local disk, through the blocking pool on a network file system.
+    Auto,
+    Inline,
+    Blocking,
+}
+
 /// Limits that protect the server; each refusal carries a clear error.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -68,6 +77,7 @@ pub struct Limits {
     pub http_header_timeout: Duration,
     /// Open HTTP connections (WebSockets included) per instance.
     pub max_http_connections: usize,
+    pub spool_io: SpoolIo,
 }
 
 impl Default for Limits {
@@ -88,6 +98,7 @@ impl Default for Limits {
             upload_bytes_per_sec: 1024 * 1024,
             http_header_timeout: Duration::from_secs(10),
             max_http_connections: 10_000,
+            spool_io: SpoolIo::Auto,
         }
     }
 }
@@ -154,6 +165,14 @@ impl Config {
             upload_bytes_per_sec: parse(&get, "UPLOAD_BYTES_PER_SEC", defaults.upload_bytes_per_sec)?,
             http_header_timeout: secs("HTTP_HEADER_TIMEOUT_SECS", defaults.http_header_timeout)?,
             max_http_connections: parse(&get, "MAX_HTTP_CONNECTIONS", defaults.max_http_connections)?,
+            spool_io: match get("SPOOL_IO").as_deref().map(str::trim) {
+                None | Some("auto") => SpoolIo::Auto,
+                Some("inline") => SpoolIo::Inline,
+                Some("blocking") => SpoolIo::Blocking,
+                Some(other) => {
+                    return Err(ConfigError(format!("SPOOL_IO must be auto, inline or blocking, not `{other}`")));
+                }
+            },
         };
         if !(MIN_CHUNK_LIMIT..=MAX_CHUNK_LIMIT).contains(&limits.max_chunk_bytes) {
             return Err(ConfigError(format!(

@@ -209,6 +209,20 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
 }
 
+/// Whether `dir` is on a network file system (NFS, as EFS is; SMB; FUSE),
+/// where a single write can stall for a long time.
+pub fn is_network_file_system(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    const NETWORK: [i64; 5] = [0x6969, 0xFF53_4D42, 0xFE53_4D42, 0x6573_5546, 0x00C3_6400];
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else { return false };
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid C string and `stat` a valid out-pointer.
+    if unsafe { libc::statfs(path.as_ptr(), &mut stat) } != 0 {
+        return false;
+    }
+    NETWORK.contains(&(stat.f_type as i64))
+}
+
 /// The spool's free space, read at most every `every` (a `statvfs` per
 /// chunk would be cheap, but thousands of chunks a second need not ask).
 pub struct DiskGuard {

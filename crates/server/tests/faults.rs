@@ -256,3 +256,65 @@ async fn a_take_resumed_elsewhere_is_not_reaped_by_its_old_holder() {
     drop((a, b));
     db.drop().await;
 }
+
+/// A client that lands on another instance at every chunk (no stickiness,
+/// a new WebSocket each time; the connection to the previous one simply
+/// cut): each resume tells it exactly where the take stands, no chunk is
+/// stored twice or lost, and the take is held by one instance at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_bouncing_between_instances_stores_every_chunk_once() {
+    let Some(db) = postgres_or_skip().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let env_a = server_env(&db.url, dir.path(), 30.0);
+    let env_b = with_port(&env_a, free_port());
+    let a = Server::start(env_a).await;
+    let b = Server::start(env_b).await;
+    let urls = [a.url.clone(), b.url.clone()];
+
+    let (mut take, socket) = Take::begin(&a.url, 11, 24).await;
+    take.send(&socket, 1).await;
+    socket.cut();
+    let mut resumes = Vec::new();
+    for hop in 1..24usize {
+        let url = &urls[hop % 2];
+        // A reconnect every 250 ms: within the per-user connection rate.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let socket = Socket::connect(url, &take.me.token).await.unwrap();
+        let next_seq = loop {
+            match socket.resume(&ResumeRecording { recording_id: take.id }).await.unwrap() {
+                ResumeAck::Ok(ok) => break ok.next_seq,
+                // The previous instance may still be closing its side.
+                ResumeAck::Err(e) if e.retry_after_ms.is_some() => {
+                    tokio::time::sleep(Duration::from_millis(e.retry_after_ms.unwrap())).await;
+                }
+                ResumeAck::Err(e) => panic!("resume refused at hop {hop}: {e:?}"),
+            }
+        };
+        assert_eq!(next_seq, take.acked, "hop {hop}: the server knows every acknowledged chunk");
+        resumes.push(next_seq);
+        // Every other hop, the previous chunk is sent again (its ack was
+        // "lost"): acknowledged again, stored once.
+        if hop % 2 == 0 {
+            let again = AppendChunk {
+                data: Some(take.chunks[hop - 1].clone()),
+                seq: Some(hop as u64 - 1),
+                recording_id: Some(take.id),
+                ..Default::default()
+            };
+            assert!(matches!(socket.append(&again).await.unwrap(), AppendAck::Ok(_)));
+        }
+        take.send(&socket, hop + 1).await;
+        if hop == 23 {
+            let stop = StopRecording { user_id: None, recording_id: Some(take.id), chunks: Some(24) };
+            let record = match socket.stop(&stop).await.unwrap() {
+                StopAck::Ok(ok) => ok.record,
+                StopAck::Err(e) => panic!("stop refused: {e:?}"),
+            };
+            take.verify(url, &record, 24).await;
+        }
+        socket.cut();
+    }
+    assert_eq!(resumes, (1..24).collect::<Vec<u64>>());
+    drop((a, b));
+    db.drop().await;
+}

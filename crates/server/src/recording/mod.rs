@@ -134,7 +134,12 @@ impl Held {
 struct Live {
     id: Uuid,
     mime_type: String,
-    spool: Spool,
+    paths: spool::SpoolPaths,
+    /// Open (and locked) while a socket of this instance uses the take; the
+    /// take is released when none does, so another instance can take it over.
+    spool: Option<Spool>,
+    /// Audio bytes received, as of the spool's last reading here.
+    received: u64,
     last_activity: Instant,
     /// Sockets currently using this recording.
     attached: u32,
@@ -191,6 +196,8 @@ pub struct Recordings {
     finalizing: Arc<SyncMutex<HashSet<Uuid>>>,
     disk: DiskGuard,
     lease: Lease,
+    /// Spool writes through the blocking thread pool (see `SPOOL_IO`).
+    blocking_io: bool,
 }
 
 /// Marks a take as being finalized here until dropped.
@@ -207,9 +214,18 @@ impl Drop for FinalizeGuard {
 
 impl Recordings {
     pub fn new(db: Db, storage: Storage, limits: Limits, spool_dir: std::path::PathBuf) -> Recordings {
+        let blocking_io = match limits.spool_io {
+            crate::config::SpoolIo::Inline => false,
+            crate::config::SpoolIo::Blocking => true,
+            crate::config::SpoolIo::Auto => crate::limits::is_network_file_system(&spool_dir),
+        };
+        if blocking_io {
+            tracing::info!(spool_dir = %spool_dir.display(), "spool writes go through the blocking thread pool");
+        }
         Recordings {
             disk: DiskGuard::new(&spool_dir, limits.min_free_spool_bytes),
             lease: Lease::new(limits.recording_grace),
+            blocking_io,
             db,
             storage,
             limits,
@@ -282,7 +298,7 @@ impl Recordings {
         // The spool is created once the row exists, so a refused insert
         // leaves no files behind.
         let spool = match Spool::create(&self.spool_dir, id) {
-            Ok(spool) => spool,
+            Ok(spool) => spool.with_blocking_io(self.blocking_io),
             Err(e) => {
                 if let Err(db) = self.db.discard_empty_take(id).await {
                     tracing::warn!(recording_id = %id, error = %db, "cannot discard a take without a spool");
@@ -293,7 +309,9 @@ impl Recordings {
         let live = Live {
             id,
             mime_type,
-            spool,
+            paths: spool.paths.clone(),
+            spool: Some(spool),
+            received: 0,
             last_activity: Instant::now(),
             attached: 0,
             closed: false,
@@ -340,13 +358,12 @@ impl Recordings {
             StoredStatus::Finalizing => return Err(RecordingError::Busy(id)),
             _ => return Err(RecordingError::AlreadySaved(id)),
         }
-        let spool = match Spool::recover(&self.spool_dir, id) {
+        let spool = match self.lock_spool(id).await {
             Ok(spool) => spool,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.restart_lost_spool(&row)?,
-            Err(e) => {
-                tracing::warn!(recording_id = %id, error = %e, "cannot reopen spool");
-                return Err(RecordingError::SpoolMissing(id));
+            Err(RecordingError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.restart_lost_spool(&row)?.with_blocking_io(self.blocking_io)
             }
+            Err(e) => return Err(e),
         };
         if !self.db.take_over(id, self.instance_id).await? {
             // Claimed for finalizing between our read and now.
@@ -360,7 +377,9 @@ impl Recordings {
             id,
             mime_type: row.mime_type,
             reported: (spool.bytes, false),
-            spool,
+            received: spool.bytes,
+            paths: spool.paths.clone(),
+            spool: Some(spool),
             last_activity: Instant::now(),
             attached: 0,
             closed: false,
@@ -369,6 +388,44 @@ impl Recordings {
         let held = Held::new(user_id, live);
         self.live.lock().expect("live map").insert(id, held.clone());
         Ok(held)
+    }
+
+    /// Opens and locks a take's spool, waiting a little while another
+    /// instance (or socket) still holds it; `Busy` if it keeps holding it.
+    async fn lock_spool(&self, id: Uuid) -> RecordingResult<Spool> {
+        for _ in 0..20 {
+            let dir = self.spool_dir.clone();
+            let opened =
+                tokio::task::spawn_blocking(move || Spool::recover(&dir, id)).await.map_err(std::io::Error::other)?;
+            match opened {
+                Ok(spool) => return Ok(spool.with_blocking_io(self.blocking_io)),
+                Err(spool::OpenError::Locked) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(spool::OpenError::Io(e)) => {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(recording_id = %id, error = %e, "cannot reopen spool");
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        tracing::info!(recording_id = %id, "spool still held elsewhere");
+        Err(RecordingError::Busy(id))
+    }
+
+    /// The take's open spool: reopened from the disk if this instance had
+    /// released it, and taken over in the database, so that chunks another
+    /// instance appended meanwhile are counted and nobody else writes now.
+    async fn open_spool<'a>(&self, live: &'a mut Live) -> RecordingResult<&'a mut Spool> {
+        if live.spool.is_none() {
+            let spool = self.lock_spool(live.id).await?;
+            if !self.db.take_over(live.id, self.instance_id).await? {
+                self.drop_stale(live);
+                return Err(RecordingError::AlreadySaved(live.id));
+            }
+            live.received = spool.bytes;
+            live.spool = Some(spool);
+        }
+        Ok(live.spool.as_mut().expect("opened above"))
     }
 
     /// A live take whose spool is not on this disk: held by an instance that
@@ -410,11 +467,13 @@ impl Recordings {
             return Err(RecordingError::AlreadySaved(id));
         }
         live.last_activity = Instant::now();
-        let expected = live.spool.chunks;
+        let byte_budget = live.byte_budget;
+        let spool = self.open_spool(&mut live).await?;
+        let expected = spool.chunks;
         let seq = seq.unwrap_or(expected);
         if seq < expected {
             // A retry of a chunk already stored: acknowledge it again, write nothing.
-            return Ok(Progress { recording_id: id, seq, next_seq: expected, received_bytes: live.spool.bytes });
+            return Ok(Progress { recording_id: id, seq, next_seq: expected, received_bytes: spool.bytes });
         }
         if seq > expected {
             return Err(RecordingError::Gap { got: seq, expected });
@@ -427,10 +486,10 @@ impl Recordings {
         // What the chunk costs on disk: its bytes, its peaks and its index
         // entry, so that tiny chunks with many peaks count for what they use.
         let cost = data.len() as u64 + peaks.as_ref().map_or(0, |p| p.len() as u64) + spool::INDEX_ENTRY_BYTES;
-        if live.spool.disk_bytes().saturating_add(cost) > self.limits.max_recording_bytes {
+        if spool.disk_bytes().saturating_add(cost) > self.limits.max_recording_bytes {
             return Err(RecordingError::RecordingTooLarge { max: self.limits.max_recording_bytes, next_seq: expected });
         }
-        if live.spool.bytes.saturating_add(data.len() as u64) > live.byte_budget {
+        if spool.bytes.saturating_add(data.len() as u64) > byte_budget {
             return Err(RecordingError::QuotaExceeded {
                 max: self.limits.max_bytes_per_user,
                 next_seq: Some(expected),
@@ -439,8 +498,10 @@ impl Recordings {
         if !self.disk.has_room_for(cost) {
             return Err(RecordingError::DiskFull);
         }
-        live.spool.append(data, peaks).await?;
-        Ok(Progress { recording_id: id, seq, next_seq: live.spool.chunks, received_bytes: live.spool.bytes })
+        spool.append(data, peaks).await?;
+        let progress = Progress { recording_id: id, seq, next_seq: spool.chunks, received_bytes: spool.bytes };
+        live.received = progress.received_bytes;
+        Ok(progress)
     }
 
     /// Where a take stands, so a reconnected client knows what to send next.
@@ -454,12 +515,8 @@ impl Recordings {
             return Err(RecordingError::AlreadySaved(id));
         }
         live.last_activity = Instant::now();
-        Ok(Progress {
-            recording_id: id,
-            seq: live.spool.chunks,
-            next_seq: live.spool.chunks,
-            received_bytes: live.spool.bytes,
-        })
+        let spool = self.open_spool(&mut live).await?;
+        Ok(Progress { recording_id: id, seq: spool.chunks, next_seq: spool.chunks, received_bytes: spool.bytes })
     }
 
     /// A socket starts using a recording (it no longer counts as abandoned).
@@ -473,14 +530,21 @@ impl Recordings {
 
     /// A socket went away: the take waits for a resume for the grace period.
     /// The spool is flushed to disk now, so a power cut during the wait
-    /// loses nothing that was acknowledged.
+    /// loses nothing that was acknowledged; and when no socket of this
+    /// instance uses the take any more, the spool is closed and its lock
+    /// released, so the client can resume on another instance.
     pub async fn detach(&self, id: Uuid) {
         if let Some(held) = self.get_live(id) {
             let mut live = held.live.lock().await;
             live.attached = live.attached.saturating_sub(1);
             live.last_activity = Instant::now();
-            if let Err(e) = live.spool.sync().await {
+            if let Some(spool) = &live.spool
+                && let Err(e) = spool.sync().await
+            {
                 tracing::warn!(recording_id = %id, error = %e, "spool sync failed");
+            }
+            if live.attached == 0 {
+                live.spool = None;
             }
         }
     }
@@ -500,12 +564,13 @@ impl Recordings {
         if guard.closed {
             return Err(RecordingError::Busy(id));
         }
+        let chunks = self.open_spool(&mut guard).await?.chunks;
         if let Some(expected) = expected_chunks
-            && expected > guard.spool.chunks
+            && expected > chunks
         {
-            return Err(RecordingError::MissingChunks { next_seq: guard.spool.chunks, expected });
+            return Err(RecordingError::MissingChunks { next_seq: chunks, expected });
         }
-        if guard.spool.chunks == 0 {
+        if chunks == 0 {
             return Err(RecordingError::Empty);
         }
         self.close_and_finalize(user_id, &mut guard, StoredStatus::Ready).await
@@ -526,8 +591,10 @@ impl Recordings {
         }
         live.closed = true;
         self.live.lock().expect("live map").remove(&live.id);
+        // Closed (and unlocked) before it is read for good.
+        live.spool = None;
         let take =
-            finalize::Take { id: live.id, user_id, mime_type: live.mime_type.clone(), paths: live.spool.paths.clone() };
+            finalize::Take { id: live.id, user_id, mime_type: live.mime_type.clone(), paths: live.paths.clone() };
         self.finalize_claimed(&take, outcome, false).await
     }
 
@@ -577,7 +644,9 @@ impl Recordings {
         let all: Vec<_> = self.live.lock().expect("live map").values().cloned().collect();
         for held in all {
             let live = held.live.lock().await;
-            if let Err(e) = live.spool.sync().await {
+            if let Some(spool) = &live.spool
+                && let Err(e) = spool.sync().await
+            {
                 tracing::warn!(recording_id = %live.id, error = %e, "spool sync failed at shutdown");
             }
         }

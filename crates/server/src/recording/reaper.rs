@@ -135,9 +135,9 @@ impl Recordings {
             // A take busy with a chunk is reported on the next beat.
             if let Ok(live) = held.live.try_lock()
                 && !live.closed
-                && (live.spool.bytes, live.attached > 0) != live.reported
+                && (live.received, live.attached > 0) != live.reported
             {
-                changed.push((live.id, live.spool.bytes, live.attached > 0));
+                changed.push((live.id, live.received, live.attached > 0));
             }
         }
         if changed.is_empty() {
@@ -223,7 +223,7 @@ impl Recordings {
                 let outcome = row.outcome.as_deref().map(StoredStatus::parse).unwrap_or(StoredStatus::Interrupted);
                 // A crash between writing a chunk and its index entry leaves a torn tail: recover first.
                 if let Err(e) = Spool::recover(&this.spool_dir, row.id) {
-                    tracing::warn!(recording_id = %row.id, error = %e, "cannot recover spool");
+                    tracing::warn!(recording_id = %row.id, error = ?e, "cannot recover spool");
                 }
                 tracing::info!(recording_id = %row.id, outcome = outcome.as_str(), "finalizing an orphaned take");
                 let take = Take { id: row.id, user_id: row.user_id, mime_type: row.mime_type.clone(), paths };

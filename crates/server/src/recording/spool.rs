@@ -8,6 +8,11 @@
 //! to the sum of the indexed lengths and the next expected seq is the number
 //! of entries. Memory per recording is two file handles and a few counters,
 //! whatever the recording's length.
+//!
+//! An open spool holds an exclusive lock (`flock`) on its index file, so
+//! that two instances sharing the spool folder never write one take at once:
+//! the holder releases it (closes the spool) when no socket of its uses the
+//! take any more, and another instance can then take the take over.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -70,6 +75,34 @@ pub struct Spool {
     pub bytes: u64,
     /// Bytes of waveform peaks written so far.
     peak_bytes: u64,
+    /// Writes go through the blocking thread pool (a network file system,
+    /// where a write can stall) instead of inline on the async worker.
+    blocking_io: bool,
+}
+
+/// Why a spool could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// Another process (instance) holds the take's spool right now.
+    Locked,
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for OpenError {
+    fn from(e: std::io::Error) -> Self {
+        OpenError::Io(e)
+    }
+}
+
+/// Takes the exclusive lock on an open spool file, without waiting.
+fn lock(file: &File) -> Result<(), OpenError> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open file descriptor; flock has no other preconditions.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.kind() == std::io::ErrorKind::WouldBlock { Err(OpenError::Locked) } else { Err(OpenError::Io(e)) }
 }
 
 impl Spool {
@@ -80,6 +113,11 @@ impl Spool {
         let open = |p: &Path| OpenOptions::new().create_new(true).append(true).open(p);
         let data = open(&paths.data)?;
         let index = open(&paths.index)?;
+        match lock(&index) {
+            Ok(()) => {}
+            Err(OpenError::Locked) => return Err(std::io::Error::other("a new spool is locked")),
+            Err(OpenError::Io(e)) => return Err(e),
+        }
         // The files' names must survive a power cut like their contents.
         sync_dir(dir)?;
         Ok(Spool {
@@ -90,15 +128,26 @@ impl Spool {
             chunks: 0,
             bytes: 0,
             peak_bytes: 0,
+            blocking_io: false,
         })
     }
 
+    /// Sends writes through the blocking thread pool from now on.
+    pub fn with_blocking_io(mut self, blocking: bool) -> Spool {
+        self.blocking_io = blocking;
+        self
+    }
+
     /// Reopens the spool of a recording after a disconnect, a restart or a
-    /// crash, dropping any chunk whose write did not complete.
-    pub fn recover(dir: &Path, id: Uuid) -> std::io::Result<Spool> {
+    /// crash, dropping any chunk whose write did not complete. Fails with
+    /// [`OpenError::Locked`] while another process holds it open.
+    pub fn recover(dir: &Path, id: Uuid) -> Result<Spool, OpenError> {
         let paths = SpoolPaths::new(dir, id);
+        let mut index = OpenOptions::new().read(true).append(true).open(&paths.index)?;
+        // Locked before anything is read or cut: the holder may be writing.
+        lock(&index)?;
         let mut raw = Vec::new();
-        File::open(&paths.index)?.read_to_end(&mut raw)?;
+        index.read_to_end(&mut raw)?;
         let data_len = std::fs::metadata(&paths.data)?.len();
         let (mut chunks, mut bytes) = (0u64, 0u64);
         for entry in raw.chunks_exact(INDEX_ENTRY_BYTES as usize) {
@@ -111,10 +160,18 @@ impl Spool {
         }
         let data = OpenOptions::new().append(true).open(&paths.data)?;
         data.set_len(bytes)?;
-        let index = OpenOptions::new().append(true).open(&paths.index)?;
         index.set_len(chunks * INDEX_ENTRY_BYTES)?;
         let peak_bytes = std::fs::metadata(&paths.peaks).map_or(0, |m| m.len());
-        Ok(Spool { paths, data: Arc::new(data), index: Arc::new(index), peaks: None, chunks, bytes, peak_bytes })
+        Ok(Spool {
+            paths,
+            data: Arc::new(data),
+            index: Arc::new(index),
+            peaks: None,
+            chunks,
+            bytes,
+            peak_bytes,
+            blocking_io: false,
+        })
     }
 
     /// Writes one chunk (data, then its index entry). When this returns the
@@ -123,14 +180,21 @@ impl Spool {
     /// `peaks` (the chunk's input levels, for the waveform) are cosmetic:
     /// written after the chunk, never needed for recovery.
     ///
-    /// The writes are made inline on the async worker: a `write(2)` of a
-    /// chunk into the page cache takes microseconds, while a trip through
-    /// the blocking thread pool per chunk cost more than the write itself
-    /// (measured by the load program: thread hand-offs dominated the
-    /// server's CPU at 1,000 recorders).
+    /// On a local disk the writes are made inline on the async worker: a
+    /// `write(2)` of a chunk into the page cache takes microseconds, while a
+    /// trip through the blocking thread pool per chunk cost more than the
+    /// write itself (measured by the load program: thread hand-offs dominated
+    /// the server's CPU at 1,000 recorders). On a network file system (EFS),
+    /// where one write can stall, they go through the blocking pool.
     pub async fn append(&mut self, chunk: Bytes, peaks: Option<Vec<u8>>) -> std::io::Result<()> {
         let len = chunk.len() as u64;
-        let written = (&*self.data).write_all(&chunk).and_then(|()| (&*self.index).write_all(&len.to_le_bytes()));
+        let (data, index) = (self.data.clone(), self.index.clone());
+        let write = move || (&*data).write_all(&chunk).and_then(|()| (&*index).write_all(&len.to_le_bytes()));
+        let written = if self.blocking_io {
+            tokio::task::spawn_blocking(write).await.map_err(std::io::Error::other).and_then(|r| r)
+        } else {
+            write()
+        };
         if let Err(e) = written {
             // A disk full or failing half-way: cut both files back to the last
             // acknowledged chunk, so a retry of this seq lands cleanly.
@@ -242,6 +306,30 @@ mod tests {
             .unwrap();
         let spool = Spool::recover(dir.path(), id).unwrap();
         assert_eq!((spool.chunks, spool.bytes), (1, 3));
+    }
+
+    #[tokio::test]
+    async fn one_holder_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        let mut first = Spool::create(dir.path(), id).unwrap();
+        first.append(Bytes::from_static(b"abc"), None).await.unwrap();
+        assert!(matches!(Spool::recover(dir.path(), id), Err(OpenError::Locked)), "held by its creator");
+        drop(first);
+        let second = Spool::recover(dir.path(), id).unwrap();
+        assert_eq!((second.chunks, second.bytes), (1, 3));
+        assert!(matches!(Spool::recover(dir.path(), id), Err(OpenError::Locked)), "held by the second holder");
+    }
+
+    #[tokio::test]
+    async fn blocking_writes_store_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Uuid::new_v4();
+        let mut spool = Spool::create(dir.path(), id).unwrap().with_blocking_io(true);
+        spool.append(Bytes::from_static(b"on a "), None).await.unwrap();
+        spool.append(Bytes::from_static(b"network disk"), None).await.unwrap();
+        assert_eq!(std::fs::read(&spool.paths.data).unwrap(), b"on a network disk");
+        assert_eq!((spool.chunks, spool.bytes), (2, 17));
     }
 
     #[test]
