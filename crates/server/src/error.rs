@@ -63,10 +63,12 @@ impl IntoResponse for AppError {
         let status = self.status();
         let message = match &self {
             AppError::Database(e) => {
+                crate::telemetry::db_error();
                 tracing::error!(error = %e, "database error");
                 "Something went wrong on the server; please try again.".to_string()
             }
             AppError::Storage(e) => {
+                crate::telemetry::storage_error();
                 tracing::error!(error = %e, "storage error");
                 "The audio storage did not answer; please try again.".to_string()
             }

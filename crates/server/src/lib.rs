@@ -12,6 +12,7 @@ pub mod media_type;
 pub mod realtime;
 pub mod recording;
 pub mod storage;
+pub mod telemetry;
 pub mod testing;
 
 use std::net::SocketAddr;
@@ -67,6 +68,7 @@ pub enum StartError {
 impl AppState {
     /// Connects to the database (applying migrations) and the storage.
     pub async fn connect(config: Config) -> Result<AppState, StartError> {
+        telemetry::handle();
         let db = Db::connect(&config.database_url).await?;
         db.migrate().await?;
         let storage = Storage::from_config(&config.storage)?;
@@ -127,10 +129,22 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    // Every log line of this server says which instance wrote it, so an
+    // operator can follow one take across instances.
+    let span = tracing::info_span!("instance", instance_id = %state.recordings.instance_id);
+    tracing::Instrument::instrument(serve_in_span(state, listener, shutdown), span).await
+}
+
+async fn serve_in_span(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    use tracing::Instrument;
     let local: SocketAddr = listener.local_addr().map_err(|e| StartError::Bind("listener".into(), e))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let reaper = tokio::spawn(state.recordings.clone().run_reaper(stop_rx.clone()));
-    let forget = tokio::spawn(forget_idle_rates(state.clone(), stop_rx));
+    let reaper = tokio::spawn(state.recordings.clone().run_reaper(stop_rx.clone()).in_current_span());
+    let forget = tokio::spawn(forget_idle_rates(state.clone(), stop_rx).in_current_span());
     tracing::info!(
         address = %local, public_url = %state.config.public_url, database = state.db.backend(),
         storage = if state.storage.is_s3() { "s3" } else { "local" }, instance_id = %state.recordings.instance_id,

@@ -569,3 +569,32 @@ async fn the_first_event_after_connect_is_never_dropped() {
     }
     app.stop().await;
 }
+
+/// `GET /metrics` answers Prometheus text with the pipeline's figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_pipeline() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else { return };
+    let api = Api::new(&app.url);
+    let me = api.onboard("Metered").await.unwrap();
+    let data: Vec<u8> = three_second_blobs().concat();
+    let record = common::record_take(&app.url, &me.token, None, &data, 16_000).await;
+    assert_eq!(record.status, RecordStatus::Ready);
+    let response = reqwest::get(format!("{}/metrics", app.url)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = response.text().await.unwrap();
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in:\n{text}"))
+    };
+    assert!(value("audiobook_chunks_received_total") >= 4.0);
+    assert!(value("audiobook_bytes_received_total") >= data.len() as f64);
+    assert!(value("audiobook_ack_seconds_count") >= 4.0);
+    assert!(value("audiobook_finalize_seconds_count") >= 1.0);
+    for name in ["audiobook_ack_seconds_bucket", "audiobook_sockets", "audiobook_http_connections"] {
+        assert!(text.contains(name), "{name} missing in:\n{text}");
+    }
+    app.stop().await;
+}

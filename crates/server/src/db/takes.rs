@@ -312,6 +312,12 @@ impl Db {
         on_pool!(self, p => sqlx::query(sql).bind(id).bind(at(for_)).execute(p).await.map(|_| ()))
     }
 
+    /// How many records wait for an upload (for the metrics).
+    pub async fn count_pending_uploads(&self) -> Result<i64, sqlx::Error> {
+        let sql = "SELECT COUNT(*) FROM records WHERE status = 'pending'";
+        on_read_pool!(self, p => sqlx::query_scalar(sql).fetch_one(p).await)
+    }
+
     /// Records whose audio waits in the spool for an upload.
     pub async fn pending_uploads(&self) -> Result<Vec<RecordRow>, sqlx::Error> {
         let sql =

@@ -3,6 +3,7 @@
 
 mod health;
 mod media;
+mod metrics;
 mod recordings;
 mod records;
 pub mod serve;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(records::router())
         .merge(recordings::router())
         .merge(media::router())
+        .merge(metrics::router())
         .merge(waveform::router())
         .method_not_allowed_fallback(method_not_allowed);
     let app = match &state.config.web_dist {

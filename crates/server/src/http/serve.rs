@@ -19,6 +19,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
+use tracing::Instrument;
 
 /// How long open connections may take to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(10);
@@ -56,9 +57,11 @@ pub async fn serve(
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::warn!(peer = %peer, max = options.max_connections, "too many connections; closing a new one");
+            crate::telemetry::refused("http_connections");
             drop(stream);
             continue;
         };
+        metrics::gauge!(crate::telemetry::HTTP_CONNECTIONS).increment(1);
         let _ = stream.set_nodelay(true);
         let service = router.clone().map_request(move |mut request: axum::http::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
@@ -68,12 +71,16 @@ pub async fn serve(
             .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
             .into_owned();
         let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+        tokio::spawn(
+            async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                }
+                drop(slot);
+                metrics::gauge!(crate::telemetry::HTTP_CONNECTIONS).decrement(1);
             }
-            drop(slot);
-        });
+            .in_current_span(),
+        );
     }
     drop(listener);
     if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {

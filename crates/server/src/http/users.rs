@@ -30,6 +30,7 @@ async fn onboard(
         && let Some(address) = super::serve::client_address(&headers, peer, state.config.trust_forwarded_for)
         && let Err(wait) = rate.check(address)
     {
+        crate::telemetry::refused("onboard_rate");
         return Err(AppError::TooManyRequests(
             format!("Too many new accounts from your address; try again in {} seconds.", wait.as_secs().max(1)),
             wait,

@@ -39,7 +39,8 @@ type Parsed<T> = Result<T, socketioxide::ParserError>;
 /// One event from the socket, queued for the socket's worker.
 enum Command {
     Start(Parsed<StartRecording>, AckSender),
-    Append(Result<AppendChunk, String>, AckSender),
+    /// With the time it arrived, for the ack latency.
+    Append(Result<AppendChunk, String>, AckSender, std::time::Instant),
     Resume(Parsed<ResumeRecording>, AckSender),
     /// With the time it arrived, to log how long the stop took.
     Stop(Parsed<StopRecording>, AckSender, std::time::Instant),
@@ -95,6 +96,7 @@ async fn authenticate(
     match crate::auth::user_for_token(&state.db, &token).await {
         Ok(Some(user)) => {
             if !state.rates.allow_connect(user.id) {
+                crate::telemetry::refused("connect_rate");
                 return Err(AuthRefused("Too many connections in a short time; wait a moment and try again."));
             }
             let connection = Uuid::new_v4();
@@ -105,6 +107,7 @@ async fn authenticate(
             match state.db.open_connection(connection, user.id, recordings.instance_id, max, fresh_since).await {
                 Ok(true) => {}
                 Ok(false) => {
+                    crate::telemetry::refused("sockets_per_user");
                     tracing::info!(user_id = %user.id, max, "socket refused: too many connections");
                     return Err(AuthRefused(
                         "You have too many connections open at once; close another tab or device and try again.",
@@ -145,6 +148,7 @@ fn register_handlers(s: SocketRef, state: AppState, user: Arc<UserRow>, connecti
                         let _ = tx.send(($command, Some(slot)));
                     }
                     None => {
+                        crate::telemetry::refused("socket_rate");
                         send_ack($ack, &slow_down());
                         if refusals.record() {
                             tracing::warn!(user_id = %user_id, socket = %socket.id, "socket floods events; disconnected");
@@ -160,7 +164,7 @@ fn register_handlers(s: SocketRef, state: AppState, user: Arc<UserRow>, connecti
     queue!(
         events::APPEND_RECORDING,
         |ChunkPayload(chunk), ack| chunk.as_ref().ok().and_then(|c| c.data.as_ref()).map_or(0, |d| d.len() as u64),
-        Command::Append(chunk, ack)
+        Command::Append(chunk, ack, std::time::Instant::now())
     );
     queue!(events::RESUME_RECORDING, |TryData(req), ack| 0, Command::Resume(req, ack));
     queue!(events::STOP_RECORDING, |TryData(req), ack| 0, Command::Stop(req, ack, std::time::Instant::now()));
@@ -169,7 +173,11 @@ fn register_handlers(s: SocketRef, state: AppState, user: Arc<UserRow>, connecti
         let _ = disconnect_tx.send((Command::Disconnect, None));
         std::future::ready(())
     });
-    tokio::spawn(Worker { state, socket: s, user, connection, current: None, attached: HashSet::new() }.run(rx));
+    metrics::gauge!(crate::telemetry::SOCKETS).increment(1);
+    // Every log line of the socket's takes says which instance and user.
+    let span = tracing::info_span!("socket", instance_id = %state.recordings.instance_id, user_id = %user.id);
+    let worker = Worker { state, socket: s, user, connection, current: None, attached: HashSet::new() };
+    tokio::spawn(tracing::Instrument::instrument(worker.run(rx), span));
 }
 
 /// Processes one socket's events in order.
@@ -194,12 +202,13 @@ impl Worker {
                     Ok(ok) => send_ack(ack, &ok),
                     Err(e) => send_ack(ack, &e),
                 },
-                Command::Append(req, ack) => {
+                Command::Append(req, ack, arrived) => {
                     let reply = self.append(req).await;
                     if let AppendAck::Err(e) = &reply {
                         self.emit_error(e.recording_id, &e.error);
                     }
                     send_ack(ack, &reply);
+                    crate::telemetry::observe(crate::telemetry::ACK_SECONDS, arrived.elapsed());
                 }
                 Command::Resume(req, ack) => {
                     let reply = self.resume(req).await;
@@ -224,6 +233,7 @@ impl Worker {
         for id in self.attached.drain() {
             self.state.recordings.detach(id).await;
         }
+        metrics::gauge!(crate::telemetry::SOCKETS).decrement(1);
         if let Err(e) = self.state.db.close_connection(self.connection).await {
             // The row goes stale and is forgotten by the reaper.
             tracing::debug!(error = %e, "cannot remove the socket's row");
@@ -376,6 +386,14 @@ impl Worker {
 }
 
 fn failure(e: &RecordingError, recording_id: Option<Uuid>) -> Failure {
+    match e {
+        RecordingError::Db(_) => crate::telemetry::db_error(),
+        RecordingError::DiskFull => crate::telemetry::refused("disk_full"),
+        RecordingError::QuotaExceeded { .. } => crate::telemetry::refused("bytes_per_user"),
+        RecordingError::TooManyLive { .. } => crate::telemetry::refused("live_takes_per_user"),
+        RecordingError::Unavailable => crate::telemetry::refused("no_heartbeat"),
+        _ => {}
+    }
     Failure {
         ok: monostate::False,
         error: e.to_string(),

@@ -158,10 +158,12 @@ pub async fn finalize(
     let (status, outcome_col) = match upload {
         Ok(Ok(_)) => (outcome, None),
         Ok(Err(e)) => {
+            crate::telemetry::storage_error();
             tracing::warn!(recording_id = %take.id, error = %e, "upload failed; the record stays pending and is retried");
             (StoredStatus::Pending, Some(outcome))
         }
         Err(_) => {
+            crate::telemetry::storage_error();
             tracing::warn!(recording_id = %take.id, "upload timed out; the record stays pending and is retried");
             (StoredStatus::Pending, Some(outcome))
         }
@@ -181,6 +183,7 @@ pub async fn finalize(
     if status != StoredStatus::Pending {
         take.paths.remove();
     }
+    crate::telemetry::observe(crate::telemetry::FINALIZE_SECONDS, started.elapsed());
     tracing::info!(
         recording_id = %take.id, user_id = %take.user_id, status = status.as_str(),
         bytes = prepared.size_bytes, duration_ms = prepared.duration_ms, fixed = prepared.fixed, as_received,

@@ -498,7 +498,10 @@ impl Recordings {
         if !self.disk.has_room_for(cost) {
             return Err(RecordingError::DiskFull);
         }
+        let bytes = data.len() as u64;
         spool.append(data, peaks).await?;
+        metrics::counter!(crate::telemetry::CHUNKS_RECEIVED).increment(1);
+        metrics::counter!(crate::telemetry::BYTES_RECEIVED).increment(bytes);
         let progress = Progress { recording_id: id, seq, next_seq: spool.chunks, received_bytes: spool.bytes };
         live.received = progress.received_bytes;
         Ok(progress)
@@ -613,6 +616,7 @@ impl Recordings {
         match finalize::finalize(&self.db, &self.storage, take, outcome, as_received).await {
             Ok(row) => Ok(row),
             Err(e) => {
+                metrics::counter!(crate::telemetry::FINALIZE_FAILURES).increment(1);
                 tracing::error!(recording_id = %take.id, error = %e, "finalize failed; it will be retried");
                 if let Err(db) = self.db.finalize_failed(take.id, &e.to_string()).await {
                     tracing::warn!(recording_id = %take.id, error = %db, "cannot schedule the finalize retry");

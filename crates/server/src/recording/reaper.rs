@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, watch};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::finalize::{self, Take};
@@ -53,29 +54,29 @@ impl Recordings {
         let tick = self.reaper_tick();
         let jobs = Arc::new(Semaphore::new(CONCURRENT_JOBS));
         let tasks = [
-            spawn_every(tick, shutdown.clone(), self.clone(), |r| async move { r.heartbeat().await }),
-            spawn_every(tick, shutdown.clone(), self.clone(), {
+            spawn_every("heartbeat", tick, shutdown.clone(), self.clone(), |r| async move { r.heartbeat().await }),
+            spawn_every("expiry", tick, shutdown.clone(), self.clone(), {
                 let jobs = jobs.clone();
                 move |r| {
                     let jobs = jobs.clone();
                     async move { r.expire_idle(&jobs).await }
                 }
             }),
-            spawn_every(tick, shutdown.clone(), self.clone(), {
+            spawn_every("orphans", tick, shutdown.clone(), self.clone(), {
                 let jobs = jobs.clone();
                 move |r| {
                     let jobs = jobs.clone();
                     async move { r.reap_orphans(&jobs).await }
                 }
             }),
-            spawn_every(tick, shutdown.clone(), self.clone(), {
+            spawn_every("retries", tick, shutdown.clone(), self.clone(), {
                 let jobs = jobs.clone();
                 move |r| {
                     let jobs = jobs.clone();
                     async move { r.retry_due(&jobs).await }
                 }
             }),
-            spawn_every(tick.max(Duration::from_secs(1)), shutdown.clone(), self.clone(), {
+            spawn_every("housekeeping", tick.max(Duration::from_secs(1)), shutdown.clone(), self.clone(), {
                 let last_sweep = Arc::new(std::sync::Mutex::new(None::<Instant>));
                 move |r| {
                     let last_sweep = last_sweep.clone();
@@ -101,9 +102,13 @@ impl Recordings {
                 }
                 self.lease.renew(sent);
             }
-            Ok(Err(e)) => return tracing::warn!(error = %e, "heartbeat failed"),
+            Ok(Err(e)) => {
+                crate::telemetry::db_error();
+                return tracing::warn!(error = %e, "heartbeat failed");
+            }
             Err(_) => return tracing::warn!("heartbeat timed out"),
         }
+        metrics::gauge!(crate::telemetry::LIVE_TAKES).set(self.live_count() as f64);
         self.report_progress().await;
     }
 
@@ -179,17 +184,20 @@ impl Recordings {
             }
             let Ok(permit) = jobs.clone().try_acquire_owned() else { return };
             let this = self.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let mut live = held.live.lock().await;
-                if live.closed {
-                    return;
+            tokio::spawn(
+                async move {
+                    let _permit = permit;
+                    let mut live = held.live.lock().await;
+                    if live.closed {
+                        return;
+                    }
+                    tracing::info!(recording_id = %live.id, "finalizing an abandoned take as interrupted");
+                    if let Err(e) = this.close_and_finalize(held.user_id, &mut live, StoredStatus::Interrupted).await {
+                        tracing::warn!(recording_id = %live.id, error = %e, "could not finalize abandoned take");
+                    }
                 }
-                tracing::info!(recording_id = %live.id, "finalizing an abandoned take as interrupted");
-                if let Err(e) = this.close_and_finalize(held.user_id, &mut live, StoredStatus::Interrupted).await {
-                    tracing::warn!(recording_id = %live.id, error = %e, "could not finalize abandoned take");
-                }
-            });
+                .in_current_span(),
+            );
         }
     }
 
@@ -217,18 +225,21 @@ impl Recordings {
                 continue; // resumed, or claimed by another instance, meanwhile
             }
             let this = self.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                // A stop that failed half-way keeps its intended outcome.
-                let outcome = row.outcome.as_deref().map(StoredStatus::parse).unwrap_or(StoredStatus::Interrupted);
-                // A crash between writing a chunk and its index entry leaves a torn tail: recover first.
-                if let Err(e) = Spool::recover(&this.spool_dir, row.id) {
-                    tracing::warn!(recording_id = %row.id, error = ?e, "cannot recover spool");
+            tokio::spawn(
+                async move {
+                    let _permit = permit;
+                    // A stop that failed half-way keeps its intended outcome.
+                    let outcome = row.outcome.as_deref().map(StoredStatus::parse).unwrap_or(StoredStatus::Interrupted);
+                    // A crash between writing a chunk and its index entry leaves a torn tail: recover first.
+                    if let Err(e) = Spool::recover(&this.spool_dir, row.id) {
+                        tracing::warn!(recording_id = %row.id, error = ?e, "cannot recover spool");
+                    }
+                    tracing::info!(recording_id = %row.id, outcome = outcome.as_str(), "finalizing an orphaned take");
+                    let take = Take { id: row.id, user_id: row.user_id, mime_type: row.mime_type.clone(), paths };
+                    let _ = this.finalize_claimed(&take, outcome, false).await;
                 }
-                tracing::info!(recording_id = %row.id, outcome = outcome.as_str(), "finalizing an orphaned take");
-                let take = Take { id: row.id, user_id: row.user_id, mime_type: row.mime_type.clone(), paths };
-                let _ = this.finalize_claimed(&take, outcome, false).await;
-            });
+                .in_current_span(),
+            );
         }
     }
 
@@ -274,7 +285,7 @@ impl Recordings {
                     }
                     _ => {}
                 }
-            });
+            }.in_current_span());
         }
     }
 
@@ -286,6 +297,10 @@ impl Recordings {
             crate::db::now() - chrono::Duration::from_std(self.connection_freshness()).unwrap_or(chrono::Duration::MAX);
         if let Err(e) = self.db.forget_stale_connections(stale).await {
             tracing::warn!(error = %e, "cannot forget stale connections");
+        }
+        match self.db.count_pending_uploads().await {
+            Ok(n) => metrics::gauge!(crate::telemetry::PENDING_UPLOADS).set(n as f64),
+            Err(e) => tracing::warn!(error = %e, "cannot count pending uploads"),
         }
         let due = last_sweep.lock().expect("sweep time").is_none_or(|at| at.elapsed() >= SPOOL_SWEEP_EVERY);
         if due {
@@ -323,6 +338,7 @@ impl Recordings {
 /// Runs `pass` every `every` until shutdown; a pass that overruns delays
 /// the next one instead of piling up.
 fn spawn_every<F, Fut>(
+    task: &'static str,
     every: Duration,
     mut shutdown: watch::Receiver<bool>,
     recordings: Arc<Recordings>,
@@ -332,18 +348,24 @@ where
     F: Fn(Arc<Recordings>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(every);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let stopped = tokio::select! {
-                _ = shutdown.wait_for(|stopped| *stopped) => true,
-                _ = interval.tick() => false,
-            };
-            if stopped {
-                break;
+    tokio::spawn(
+        async move {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let stopped = tokio::select! {
+                    _ = shutdown.wait_for(|stopped| *stopped) => true,
+                    _ = interval.tick() => false,
+                };
+                if stopped {
+                    break;
+                }
+                let started = Instant::now();
+                pass(recordings.clone()).await;
+                metrics::histogram!(crate::telemetry::REAPER_PASS_SECONDS, "task" => task)
+                    .record(started.elapsed().as_secs_f64());
             }
-            pass(recordings.clone()).await;
         }
-    })
+        .in_current_span(),
+    )
 }
