@@ -156,8 +156,10 @@ struct Live {
 /// Whether this instance may still acknowledge chunks: only while its
 /// heartbeat reaches the database. After `RECORDING_GRACE_SECS` without one,
 /// another instance may take its takes as orphans, so chunks are refused
-/// well before that (and a take claimed elsewhere meanwhile is dropped here
-/// when the heartbeat comes back, see [`reaper`]).
+/// well before that, after a few missed heartbeats (and a take claimed
+/// elsewhere meanwhile is dropped here when the heartbeat comes back, see
+/// [`reaper`]). While the database is down, chunks are thus refused with a
+/// temporary error, and recording goes on when it is back.
 #[derive(Debug)]
 pub struct Lease {
     last_ok: SyncMutex<Instant>,
@@ -165,8 +167,11 @@ pub struct Lease {
 }
 
 impl Lease {
-    fn new(grace: Duration) -> Lease {
-        Lease { last_ok: SyncMutex::new(Instant::now()), valid_for: (grace * 3 / 5).max(Duration::from_secs(2)) }
+    /// Valid for three heartbeats (15 s with the default grace period), at
+    /// most 60 % of the grace period, at least 2 s.
+    fn new(grace: Duration, tick: Duration) -> Lease {
+        let valid_for = (grace * 3 / 5).min(tick * 3).max(Duration::from_secs(2));
+        Lease { last_ok: SyncMutex::new(Instant::now()), valid_for }
     }
 
     pub fn is_fresh(&self) -> bool {
@@ -224,7 +229,7 @@ impl Recordings {
         }
         Recordings {
             disk: DiskGuard::new(&spool_dir, limits.min_free_spool_bytes),
-            lease: Lease::new(limits.recording_grace),
+            lease: Lease::new(limits.recording_grace, reaper::tick_for(limits.recording_grace)),
             blocking_io,
             db,
             storage,

@@ -38,10 +38,15 @@ const SPOOL_SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// opened right now has its files before its row is visible).
 const SPOOL_MIN_AGE: Duration = Duration::from_secs(3600);
 
+/// The pass interval for a grace period: a fifth of it, from 0.2 s to 5 s.
+pub fn tick_for(grace: Duration) -> Duration {
+    (grace / 5).clamp(Duration::from_millis(200), Duration::from_secs(5))
+}
+
 impl Recordings {
-    /// The pass interval: a fifth of the grace period, from 0.2 s to 5 s.
+    /// The pass interval of the reaper's tasks (the heartbeat's too).
     pub fn reaper_tick(&self) -> Duration {
-        (self.limits.recording_grace / 5).clamp(Duration::from_millis(200), Duration::from_secs(5))
+        tick_for(self.limits.recording_grace)
     }
 
     /// Sockets seen within this long count against the per-user limit.
