@@ -1,10 +1,13 @@
 //! A small EBML reader and writer: variable-length IDs and sizes, element headers.
 //!
 //! Only what the WebM fixer needs. Reading goes through [`Source`], which keeps the
-//! absolute byte position (the fixer records offsets) and can skip forward, by seeking
-//! when the input allows it and by reading otherwise.
+//! absolute byte position (the fixer records offsets) and can skip forward.
 
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
+
+#[cfg(test)]
+use crate::source::StreamSource;
+pub use crate::source::{ReadError, ReadResult, Source, malformed};
 
 // Element IDs, with their marker bits, as written in the file.
 pub const EBML: u32 = 0x1A45_DFA3;
@@ -48,181 +51,12 @@ pub fn is_top_level(id: u32) -> bool {
     matches!(id, SEEK_HEAD | INFO | TRACKS | CLUSTER | CUES | CHAPTERS | TAGS | ATTACHMENTS | EBML | SEGMENT)
 }
 
-/// Why reading stopped. `Eof` is kept apart from I/O errors: at the end of the input it
-/// means "cut-off element", which the fixer drops instead of failing.
-#[derive(Debug)]
-pub enum ReadError {
-    Eof,
-    Malformed(String),
-    Io(io::Error),
-}
-
-impl From<io::Error> for ReadError {
-    fn from(e: io::Error) -> Self {
-        if e.kind() == io::ErrorKind::UnexpectedEof { ReadError::Eof } else { ReadError::Io(e) }
-    }
-}
-
-pub type ReadResult<T> = Result<T, ReadError>;
-
-pub fn malformed<T>(msg: impl Into<String>) -> ReadResult<T> {
-    Err(ReadError::Malformed(msg.into()))
-}
-
-/// A byte source that knows its position and can skip forward.
-pub trait Source {
-    fn pos(&self) -> u64;
-    /// Reads one byte; `Ok(None)` at a clean end of input.
-    fn read_byte(&mut self) -> ReadResult<Option<u8>>;
-    /// Fills `buf` completely or fails with `ReadError::Eof`.
-    fn read_exact(&mut self, buf: &mut [u8]) -> ReadResult<()>;
-    /// Skips `n` bytes, failing with `ReadError::Eof` if fewer remain.
-    fn skip(&mut self, n: u64) -> ReadResult<()>;
-
-    fn read_vec(&mut self, n: u64) -> ReadResult<Vec<u8>> {
-        // Grow with the data actually read, so a corrupt huge size cannot allocate up front.
-        let mut v = Vec::with_capacity(n.min(1 << 16) as usize);
-        let mut buf = [0u8; 8192];
-        let mut left = n;
-        while left > 0 {
-            let k = left.min(buf.len() as u64) as usize;
-            self.read_exact(&mut buf[..k])?;
-            v.extend_from_slice(&buf[..k]);
-            left -= k as u64;
-        }
-        Ok(v)
-    }
-}
-
-/// Seekable input: skips by seeking, and knows the total length so a skip past the end is
-/// reported as `Eof` (a seek alone would not notice).
-pub struct SeekSource<R: Read + Seek> {
-    inner: BufReader<R>,
-    pos: u64,
-    len: u64,
-}
-
-impl<R: Read + Seek> SeekSource<R> {
-    pub fn new(mut inner: R) -> io::Result<Self> {
-        let len = inner.seek(SeekFrom::End(0))?;
-        inner.seek(SeekFrom::Start(0))?;
-        Ok(SeekSource { inner: BufReader::with_capacity(64 * 1024, inner), pos: 0, len })
-    }
-
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn seek_to(&mut self, pos: u64) -> io::Result<()> {
-        if pos != self.pos {
-            // seek_relative keeps the buffer when the target is inside it.
-            self.inner.seek_relative(pos as i64 - self.pos as i64)?;
-            self.pos = pos;
-        }
-        Ok(())
-    }
-
-    /// Copies `n` bytes from the current position to `out`.
-    pub fn copy_to<W: Write>(&mut self, n: u64, out: &mut W) -> io::Result<()> {
-        let copied = io::copy(&mut (&mut self.inner).take(n), out)?;
-        self.pos += copied;
-        if copied != n {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "input shrank between the two passes"));
-        }
-        Ok(())
-    }
-}
-
-impl<R: Read + Seek> Source for SeekSource<R> {
-    fn pos(&self) -> u64 {
-        self.pos
-    }
-
-    fn read_byte(&mut self) -> ReadResult<Option<u8>> {
-        if self.pos >= self.len {
-            return Ok(None);
-        }
-        let mut b = [0u8; 1];
-        self.read_exact(&mut b)?;
-        Ok(Some(b[0]))
-    }
-
-    fn read_exact(&mut self, buf: &mut [u8]) -> ReadResult<()> {
-        if self.pos + buf.len() as u64 > self.len {
-            return Err(ReadError::Eof);
-        }
-        self.inner.read_exact(buf)?;
-        self.pos += buf.len() as u64;
-        Ok(())
-    }
-
-    fn skip(&mut self, n: u64) -> ReadResult<()> {
-        if self.pos.checked_add(n).is_none_or(|end| end > self.len) {
-            return Err(ReadError::Eof);
-        }
-        self.seek_to(self.pos + n)?;
-        Ok(())
-    }
-}
-
-/// Plain `Read` input: skips by reading and discarding.
-pub struct StreamSource<R: Read> {
-    inner: BufReader<R>,
-    pos: u64,
-}
-
-impl<R: Read> StreamSource<R> {
-    pub fn new(inner: R) -> Self {
-        StreamSource { inner: BufReader::with_capacity(64 * 1024, inner), pos: 0 }
-    }
-}
-
-impl<R: Read> Source for StreamSource<R> {
-    fn pos(&self) -> u64 {
-        self.pos
-    }
-
-    fn read_byte(&mut self) -> ReadResult<Option<u8>> {
-        let mut b = [0u8; 1];
-        loop {
-            match self.inner.read(&mut b) {
-                Ok(0) => return Ok(None),
-                Ok(_) => {
-                    self.pos += 1;
-                    return Ok(Some(b[0]));
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    fn read_exact(&mut self, buf: &mut [u8]) -> ReadResult<()> {
-        self.inner.read_exact(buf)?;
-        self.pos += buf.len() as u64;
-        Ok(())
-    }
-
-    fn skip(&mut self, n: u64) -> ReadResult<()> {
-        let skipped = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())?;
-        self.pos += skipped;
-        if skipped != n {
-            return Err(ReadError::Eof);
-        }
-        Ok(())
-    }
-}
-
 /// An element header as found in the input.
 #[derive(Debug, Clone, Copy)]
 pub struct Header {
     pub id: u32,
     /// Offset of the first ID byte.
     pub start: u64,
-    /// Offset of the first size byte.
-    pub size_pos: u64,
-    /// Width of the size field in bytes.
-    pub size_len: u8,
     /// Offset of the first data byte.
     pub data_start: u64,
     /// `None` for the "unknown size" value (all value bits set).
@@ -232,7 +66,7 @@ pub struct Header {
 impl Header {
     /// Offset just past the data, if the size is known.
     pub fn end(&self) -> Option<u64> {
-        self.size.map(|s| self.data_start + s)
+        self.size.and_then(|s| self.data_start.checked_add(s))
     }
 }
 
@@ -254,9 +88,8 @@ pub fn read_header<S: Source>(src: &mut S) -> ReadResult<Option<Header>> {
         src.read_exact(&mut b)?;
         id = (id << 8) | b[0] as u32;
     }
-    let size_pos = src.pos();
-    let (size, size_len) = read_vint(src)?;
-    Ok(Some(Header { id, start, size_pos, size_len, data_start: src.pos(), size }))
+    let (size, _) = read_vint(src)?;
+    Ok(Some(Header { id, start, data_start: src.pos(), size }))
 }
 
 /// Reads a variable-length size: (value, width). `None` value means "unknown size".
@@ -327,7 +160,7 @@ pub fn children(body: &[u8]) -> ReadResult<Children<'_>> {
             return malformed("invalid child element size");
         };
         pos += size_len;
-        let end = pos.checked_add(size as usize).filter(|&e| e <= body.len() && size < (1 << 56) - 1);
+        let end = usize::try_from(size).ok().and_then(|size| pos.checked_add(size)).filter(|&e| e <= body.len());
         let Some(end) = end else {
             return malformed("child element larger than its parent");
         };
@@ -346,25 +179,28 @@ pub fn write_id<W: Write>(out: &mut W, id: u32) -> io::Result<()> {
     out.write_all(&bytes[skip..])
 }
 
-/// Encodes `value` as a size vint of exactly `width` bytes (1..=8).
-pub fn encode_size(value: u64, width: u8) -> [u8; 8] {
-    debug_assert!((1..=8).contains(&width));
-    debug_assert!(value < (1u64 << (7 * width as u32)) - 1);
-    let mut buf = [0u8; 8];
-    let be = value.to_be_bytes();
-    let w = width as usize;
-    buf[..w].copy_from_slice(&be[8 - w..]);
-    buf[0] |= 0x80 >> (w - 1);
-    buf
+/// The largest value a size vint of `width` bytes (1..=8) can hold as a known size (all ones
+/// means "unknown").
+pub fn max_size(width: u8) -> u64 {
+    (1u64 << (7 * u32::from(width.clamp(1, 8)))) - 2
 }
 
 /// Smallest width that can hold `value` as a known size.
 pub fn size_width(value: u64) -> u8 {
-    (1..=8u8).find(|&w| value < (1u64 << (7 * w as u32)) - 1).unwrap_or(8)
+    (1..=8u8).find(|&w| value <= max_size(w)).unwrap_or(8)
 }
 
+/// Writes `value` as a size vint of exactly `width` bytes (1..=8); fails if it does not fit.
 pub fn write_size<W: Write>(out: &mut W, value: u64, width: u8) -> io::Result<()> {
-    out.write_all(&encode_size(value, width)[..width as usize])
+    if !(1..=8).contains(&width) || value > max_size(width) {
+        return Err(io::Error::other(format!("size {value} does not fit a {width}-byte vint")));
+    }
+    let be = value.to_be_bytes();
+    let w = width as usize;
+    let mut buf = [0u8; 8];
+    buf[..w].copy_from_slice(&be[8 - w..]);
+    buf[0] |= 0x80 >> (w - 1);
+    out.write_all(&buf[..w])
 }
 
 /// An element whose data is an 8-byte big-endian unsigned integer (fixed width on purpose:
@@ -383,8 +219,10 @@ mod tests {
     fn vint_round_trip() {
         for (v, w) in [(0u64, 1u8), (126, 1), (127, 2), (300, 2), (1 << 40, 6), (1 << 50, 8)] {
             assert_eq!(size_width(v), w);
-            let enc = encode_size(v, w);
-            let mut src = StreamSource::new(&enc[..w as usize]);
+            let mut enc = Vec::new();
+            write_size(&mut enc, v, w).unwrap();
+            assert_eq!(enc.len(), w as usize);
+            let mut src = StreamSource::new(&enc[..]);
             assert_eq!(read_vint(&mut src).unwrap(), (Some(v), w));
         }
         let mut src = StreamSource::new(&[0x01u8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF][..]);

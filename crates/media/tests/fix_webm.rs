@@ -39,8 +39,9 @@ fn demux(buf: &[u8]) -> (Option<f64>, Vec<Frame>) {
     (duration, frames)
 }
 
-/// Every cue points exactly at a Cluster ID, with that cluster's timecode, one per cluster.
-fn check_cues(out: &[u8], expected_clusters: usize) {
+/// Every cue points exactly at a Cluster ID, with that cluster's timecode, one per cluster;
+/// every cluster has a known size.
+fn check_cues(out: &[u8], expected_clusters: usize, track: u64) {
     let file = common::parse(out);
     let clusters: Vec<_> = file.top.iter().filter(|e| e.id == CLUSTER).collect();
     assert_eq!(clusters.len(), expected_clusters);
@@ -56,7 +57,9 @@ fn check_cues(out: &[u8], expected_clusters: usize) {
         let (id, ds, size) = common::header(out, cluster.data_start);
         assert_eq!(id, 0xE7);
         assert_eq!(cue.time, common::uint(&out[ds..ds + size.unwrap() as usize]));
-        assert_eq!(cue.track, 1);
+        assert_eq!(cue.track, track);
+        let (_, data_start, size) = common::header(out, cluster.start);
+        assert_eq!(size, Some((cluster.end - data_start) as u64), "cluster at {} has its known size", cluster.start);
     }
     // The SeekHead points at Info and Cues too.
     for (id, pos) in common::seeks(out) {
@@ -87,11 +90,11 @@ fn fixtures_get_duration_cues_and_identical_blocks() {
         let demuxed_duration = demuxed_duration.expect("Duration present");
         assert!((demuxed_duration - fx.duration_ms as f64).abs() <= 1.0);
 
-        check_cues(&out, fx.clusters);
+        check_cues(&out, fx.clusters, fx.track);
 
         // EBML header unchanged.
         let header_len = common::parse(&input).ebml_header_end;
-        assert_eq!(header_len, 36);
+        assert_eq!(header_len, fx.ebml_header_len);
         assert_eq!(out[..header_len], input[..header_len]);
 
         // Block payloads byte-identical, same timestamps, by two readers.
@@ -111,15 +114,52 @@ fn fixtures_get_duration_cues_and_identical_blocks() {
             assert_eq!(f.data, b.payload);
             assert_eq!(f.timestamp as i64, b.timestamp_ms);
         }
-        // Media duration = last block + its 60 ms packet.
-        assert_eq!(before.last().unwrap().timestamp_ms as u64 + 60, fx.duration_ms);
+        // Media duration = last block + its packet (60 ms Chromium, 20 ms Firefox).
+        assert_eq!(before.last().unwrap().timestamp_ms as u64 + fx.packet_ms, fx.duration_ms);
+        assert!(before.iter().all(|b| b.track == fx.track));
 
-        // The clusters themselves are copied byte for byte.
+        // The clusters' children are copied byte for byte; only the size field is new.
         let cin: Vec<_> = common::parse(&input).top.into_iter().filter(|e| e.id == CLUSTER).collect();
         let cout: Vec<_> = common::parse(&out).top.into_iter().filter(|e| e.id == CLUSTER).collect();
+        assert_eq!(cin.len(), cout.len());
         for (a, b) in cin.iter().zip(&cout) {
-            assert_eq!(input[a.start..a.end], out[b.start..b.end]);
+            assert_eq!(input[a.data_start..a.end], out[b.data_start..b.end]);
         }
+    }
+}
+
+#[test]
+fn ffmpeg_and_mkvinfo_accept_the_fixed_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for fx in &FIXTURES {
+        let input = common::data_path(fx.name);
+        let fixed = dir.path().join(fx.name);
+        let outcome = audiobook_media::fix_recording(&input, &fixed, &Default::default()).unwrap();
+        assert!(outcome.written);
+        assert_eq!(outcome.duration_ms, fx.duration_ms);
+        if let Some(problems) = common::tools::mkvinfo_problems(&fixed) {
+            assert!(problems.is_empty(), "{}: mkvinfo: {problems:?}", fx.name);
+            let before = common::tools::mkvinfo_problems(&input).unwrap();
+            println!("{}: mkvinfo before: {} lines like {:?}; after: none", fx.name, before.len(), before.first());
+        }
+        let Some(decoded) = common::tools::ffmpeg_decode(&fixed) else {
+            continue;
+        };
+        let before = common::tools::ffmpeg_decode(&input).unwrap();
+        println!(
+            "{}: ffmpeg before: {} lines, {:.3} s decoded; after: {} lines, {:.3} s decoded; duration_ms {}",
+            fx.name,
+            before.warnings.len(),
+            before.seconds,
+            decoded.warnings.len(),
+            decoded.seconds,
+            outcome.duration_ms
+        );
+        assert!(decoded.warnings.is_empty(), "{}: {:?}", fx.name, decoded.warnings);
+        assert!((decoded.seconds - before.seconds).abs() < 0.001, "{}: the same audio decodes", fx.name);
+        // Opus decoders drop the pre-skip / codec delay, so the decoded audio is a little shorter.
+        let error = (decoded.seconds * 1000.0 - fx.duration_ms as f64).abs();
+        assert!(error < 30.0, "{}: decoded {} s for duration_ms {}", fx.name, decoded.seconds, fx.duration_ms);
     }
 }
 
@@ -202,7 +242,7 @@ fn cut_off_takes_keep_the_complete_blocks() {
         assert_eq!(frames.len(), kept.len(), "{what}");
         let cluster_count = common::parse(&out).top.iter().filter(|e| e.id == CLUSTER).count();
         assert_eq!(report.clusters, cluster_count);
-        check_cues(&out, cluster_count);
+        check_cues(&out, cluster_count, 1);
     }
 }
 
@@ -220,7 +260,7 @@ fn known_sizes_void_and_tags() {
     assert_eq!(ids[7], TAGS);
     assert!(!ids.contains(&VOID));
     assert!(common::seeks(&out).iter().any(|&(id, _)| id == TAGS));
-    check_cues(&out, 3);
+    check_cues(&out, 3, 1);
     let mkv = MatroskaFile::open(Cursor::new(&out)).unwrap();
     assert_eq!(mkv.tags().unwrap()[0].simple_tags()[0].name(), "TITLE");
     assert_eq!(audio_blocks(Cursor::new(&out)).unwrap(), audio_blocks(Cursor::new(&original)).unwrap());
@@ -236,7 +276,7 @@ fn known_sizes_void_and_tags() {
     let last = common::parse(&out).top.into_iter().last().unwrap();
     assert_eq!(last.id, CLUSTER);
     assert_eq!(last.end, out.len());
-    check_cues(&out, 2);
+    check_cues(&out, 2, 1);
 }
 
 #[test]

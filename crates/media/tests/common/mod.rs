@@ -1,6 +1,10 @@
 //! An independent, in-memory EBML walker for checking results. Deliberately separate from
-//! the crate's own reader, so a bug there cannot hide itself in the tests.
+//! the crate's own reader, so a bug there cannot hide itself in the tests. [`tools`] runs
+//! ffmpeg and mkvinfo on results; [`mp4`] builds and reads MP4s.
 #![allow(dead_code)]
+
+pub mod mp4;
+pub mod tools;
 
 use std::path::PathBuf;
 
@@ -17,17 +21,67 @@ pub struct Fixture {
     pub duration_ms: u64,
     pub clusters: usize,
     pub packets: usize,
+    /// Every Opus packet's length (Chromium: 3 frames of 20 ms; Firefox: one).
+    pub packet_ms: u64,
+    pub track: u64,
+    pub ebml_header_len: usize,
 }
 
-/// The three MediaRecorder takes and what tests/data/README.md says about them.
-pub const FIXTURES: [Fixture; 3] = [
-    Fixture { name: "mediarecorder-opus-3s.webm", duration_ms: 3000, clusters: 3, packets: 50 },
-    Fixture { name: "mediarecorder-opus-20s.webm", duration_ms: 19980, clusters: 20, packets: 333 },
-    Fixture { name: "mediarecorder-opus-pause.webm", duration_ms: 6009, clusters: 6, packets: 100 },
+/// The MediaRecorder WebM takes and what tests/data/README.md says about them.
+pub const FIXTURES: [Fixture; 5] = [
+    Fixture {
+        name: "mediarecorder-opus-3s.webm",
+        duration_ms: 3000,
+        clusters: 3,
+        packets: 50,
+        packet_ms: 60,
+        track: 1,
+        ebml_header_len: 36,
+    },
+    Fixture {
+        name: "mediarecorder-opus-20s.webm",
+        duration_ms: 19980,
+        clusters: 20,
+        packets: 333,
+        packet_ms: 60,
+        track: 1,
+        ebml_header_len: 36,
+    },
+    Fixture {
+        name: "mediarecorder-opus-pause.webm",
+        duration_ms: 6009,
+        clusters: 6,
+        packets: 100,
+        packet_ms: 60,
+        track: 1,
+        ebml_header_len: 36,
+    },
+    Fixture {
+        name: "firefox-opus-5s.webm",
+        duration_ms: 4706,
+        clusters: 5,
+        packets: 235,
+        packet_ms: 20,
+        track: 2,
+        ebml_header_len: 43,
+    },
+    Fixture {
+        name: "firefox-opus-pause.webm",
+        duration_ms: 3906,
+        clusters: 4,
+        packets: 195,
+        packet_ms: 20,
+        track: 2,
+        ebml_header_len: 43,
+    },
 ];
 
+pub fn data_path(name: &str) -> PathBuf {
+    [env!("CARGO_MANIFEST_DIR"), "tests", "data", name].iter().collect()
+}
+
 pub fn data(name: &str) -> Vec<u8> {
-    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "data", name].iter().collect();
+    let path = data_path(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

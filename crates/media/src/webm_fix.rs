@@ -1,8 +1,8 @@
-//! The WebM fixer: adds a Duration and Cues to a MediaRecorder file without touching the
-//! clusters.
+//! The WebM fixer: adds a Duration and Cues to a MediaRecorder file and gives every element a
+//! known size, without touching a block.
 //!
-//! Two passes over the input. Pass 1 ([`crate::scan`]) records where every top-level element
-//! is, each cluster's timecode, and the last block of each track. Pass 2 writes:
+//! Two passes over the input. Pass 1 ([`crate::webm_scan`]) records where every kept top-level
+//! element is, each cluster's timecode, and the last block of each track. Pass 2 writes:
 //!
 //! ```text
 //! EBML header        copied byte for byte
@@ -11,21 +11,23 @@
 //!   Info             rebuilt: old children + 8-byte float Duration
 //!   Tracks, Tags...  copied, in their original order
 //!   Cues             rebuilt, just before the first Cluster
-//!   Cluster...       copied byte for byte
+//!   Cluster...       ID and a known 8-byte size, then the children copied byte for byte
 //! ```
 //!
-//! The Segment is written with a known size: after pass 1 the output length is known, and a
-//! known size lets readers tell a complete file from a cut one. SeekHead and Cues use
-//! fixed-width numbers, so their length depends only on the number of entries and every
-//! position can be computed before anything is written.
+//! The Segment and the Clusters are written with known sizes: after pass 1 the output length
+//! is known, a known size lets readers tell a complete file from a cut one, and an
+//! unknown-size Cluster inside a sized Segment makes ffmpeg warn ("Unknown-sized element
+//! inside parent with finite size"). SeekHead and Cues use fixed-width numbers, so their
+//! length depends only on the number of entries and every position can be computed before
+//! anything is written.
 
-use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
-use crate::ebml::{self, SeekSource, Source};
-use crate::scan::{self, BlockInfo, Item, PayloadMode, Scan, TrackMeta};
-use crate::{MediaError, opus};
+use crate::ebml;
+use crate::source::SeekSource;
+use crate::webm_scan::{self, BlockInfo, Item, PayloadMode, Scan, TrackMeta};
+use crate::{CountingWriter, MediaError, opus};
 
 /// What [`fix_webm`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,23 +52,22 @@ const MASTER_HEADER_LEN: u64 = 12;
 
 /// Streams `input` to `output`, adding Duration and Cues (see the module docs for the layout).
 ///
-/// The Segment is written with a known 8-byte size. Clusters are copied byte for byte; the
-/// only exception is a known-size cluster cut off by the end of the input, whose size field
-/// is rewritten (same width) to cover the complete blocks kept. A cluster's Position element,
-/// if a muxer wrote one, is copied as is and may then be stale (MediaRecorder writes none).
+/// The Segment and every Cluster are written with a known 8-byte size; the clusters' children
+/// are copied byte for byte. A cluster's Position or PrevSize element, if a muxer wrote one,
+/// is copied as is and may then be stale (MediaRecorder writes neither).
 ///
-/// A cut-off element at the end of the input is dropped. On any other problem, nothing is
-/// written and [`MediaError::NotWebM`] is returned. Memory grows with the number of clusters
-/// only.
+/// A cut-off element at the end of the input is dropped. On any other problem nothing is
+/// written and [`MediaError::NotWebM`] (or [`MediaError::Limit`]) is returned. Time is linear
+/// in the input; memory grows with the number of clusters only (see [`crate::webm_scan`]).
 pub fn fix_webm<R: Read + Seek, W: Write>(input: R, output: W) -> Result<FixReport, MediaError> {
     let mut src = SeekSource::new(input)?;
     let input_len = src.len();
     let mut ends = TrackEnds::default();
-    let scan = scan::scan(&mut src, PayloadMode::Prefix, |b| ends.add(b))?;
+    let scan = webm_scan::scan(&mut src, PayloadMode::Prefix, |b| ends.add(&b))?;
 
     let duration_ns = ends.duration_ns(&scan.tracks, scan.timecode_scale);
-    let info = build_info(&scan, duration_ns as f64 / scan.timecode_scale as f64);
-    let layout = Layout::new(&scan, info.len() as u64);
+    let info = build_info(&scan, duration_ns as f64 / scan.timecode_scale as f64)?;
+    let layout = Layout::new(&scan, info.len() as u64)?;
 
     let mut out = CountingWriter { inner: BufWriter::with_capacity(64 * 1024, output), count: 0 };
     src.seek_to(0)?;
@@ -82,18 +83,15 @@ pub fn fix_webm<R: Read + Seek, W: Write>(input: R, output: W) -> Result<FixRepo
                 src.seek_to(start)?;
                 src.copy_to(end - start, &mut out)?;
             }
-            Item::Cluster { start, end, size_pos, size_len, new_size, .. } => {
+            Item::Cluster { data_start, end, .. } => {
                 if !cues_written {
                     write_cues(&mut out, &layout.cues, cue_track(&scan.tracks))?;
                     cues_written = true;
                 }
-                src.seek_to(start)?;
-                if let Some(size) = new_size {
-                    src.copy_to(size_pos - start, &mut out)?;
-                    ebml::write_size(&mut out, size, size_len)?;
-                    src.seek_to(size_pos + size_len as u64)?;
-                }
-                src.copy_to(end - src.pos(), &mut out)?;
+                ebml::write_id(&mut out, ebml::CLUSTER)?;
+                ebml::write_size(&mut out, end - data_start, 8)?;
+                src.seek_to(data_start)?;
+                src.copy_to(end - data_start, &mut out)?;
             }
         }
     }
@@ -105,11 +103,11 @@ pub fn fix_webm<R: Read + Seek, W: Write>(input: R, output: W) -> Result<FixRepo
     }
 
     Ok(FixReport {
-        duration_ms: (duration_ns + 500_000) / 1_000_000,
+        duration_ms: duration_ns.saturating_add(500_000) / 1_000_000,
         clusters: layout.cues.len(),
         blocks: scan.blocks,
         input_bytes_used: scan.used,
-        dropped_tail_bytes: input_len - scan.used,
+        dropped_tail_bytes: input_len.saturating_sub(scan.used),
         output_bytes: out.count,
     })
 }
@@ -117,20 +115,7 @@ pub fn fix_webm<R: Read + Seek, W: Write>(input: R, output: W) -> Result<FixRepo
 /// [`fix_webm`] from one file to another, buffered; the output is fsynced before returning.
 /// On error the output file is removed. `input` and `output` must be different files.
 pub fn fix_webm_file(input: &Path, output: &Path) -> Result<FixReport, MediaError> {
-    if output.exists() && fs::canonicalize(input)? == fs::canonicalize(output)? {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "input and output are the same file").into());
-    }
-    let input = File::open(input)?;
-    let mut out = File::create(output)?;
-    let result = fix_webm(input, &mut out).and_then(|report| {
-        out.sync_all()?;
-        Ok(report)
-    });
-    if result.is_err() {
-        drop(out);
-        let _ = fs::remove_file(output);
-    }
-    result
+    crate::fix_file(input, output, |r, w| fix_webm(r, w))
 }
 
 /// Where things go in the output, relative to the Segment's data start (the origin of
@@ -143,9 +128,13 @@ struct Layout {
     cues: Vec<(u64, u64)>,
 }
 
+fn too_large() -> MediaError {
+    MediaError::Limit("output larger than an 8-byte EBML size".into())
+}
+
 impl Layout {
-    fn new(scan: &Scan, info_len: u64) -> Layout {
-        let clusters = scan.items.iter().filter(|i| matches!(i, Item::Cluster { .. })).count() as u64;
+    fn new(scan: &Scan, info_len: u64) -> Result<Layout, MediaError> {
+        let clusters = scan.clusters as u64;
         let cues_len = if clusters > 0 { MASTER_HEADER_LEN + CUE_POINT_LEN * clusters } else { 0 };
         let indexed = |id| matches!(id, ebml::TRACKS | ebml::TAGS | ebml::CHAPTERS | ebml::ATTACHMENTS);
         let seek_count = scan
@@ -161,44 +150,49 @@ impl Layout {
 
         let mut pos = MASTER_HEADER_LEN + SEEK_ENTRY_LEN * seek_count;
         let mut seeks = Vec::new();
-        let mut cues = Vec::new();
+        let mut cues = Vec::with_capacity(scan.clusters);
+        let advance = |pos: &mut u64, n: u64| pos.checked_add(n).map(|p| *pos = p).ok_or_else(too_large);
         for item in &scan.items {
             match *item {
                 Item::Info => {
                     seeks.push((ebml::INFO, pos));
-                    pos += info_len;
+                    advance(&mut pos, info_len)?;
                 }
                 Item::Copy { id, start, end } => {
                     if indexed(id) {
                         seeks.push((id, pos));
                     }
-                    pos += end - start;
+                    advance(&mut pos, end - start)?;
                 }
-                Item::Cluster { start, end, timecode, .. } => {
+                Item::Cluster { data_start, end, timecode } => {
                     if cues.is_empty() {
                         seeks.push((ebml::CUES, pos));
-                        pos += cues_len;
+                        advance(&mut pos, cues_len)?;
                     }
                     cues.push((timecode, pos));
-                    pos += end - start;
+                    advance(&mut pos, MASTER_HEADER_LEN)?;
+                    advance(&mut pos, end - data_start)?;
                 }
             }
         }
-        Layout { segment_size: pos, seeks, cues }
+        if pos > ebml::max_size(8) {
+            return Err(too_large());
+        }
+        Ok(Layout { segment_size: pos, seeks, cues })
     }
 }
 
-fn build_info(scan: &Scan, duration: f64) -> Vec<u8> {
+fn build_info(scan: &Scan, duration: f64) -> io::Result<Vec<u8>> {
     let mut body = scan.info_children.clone();
-    ebml::write_id(&mut body, ebml::DURATION).unwrap();
-    ebml::write_size(&mut body, 8, 1).unwrap();
+    ebml::write_id(&mut body, ebml::DURATION)?;
+    ebml::write_size(&mut body, 8, 1)?;
     body.extend_from_slice(&duration.to_be_bytes());
     let mut info = Vec::with_capacity(body.len() + 12);
-    ebml::write_id(&mut info, ebml::INFO).unwrap();
+    ebml::write_id(&mut info, ebml::INFO)?;
     let len = body.len() as u64;
-    ebml::write_size(&mut info, len, ebml::size_width(len)).unwrap();
+    ebml::write_size(&mut info, len, ebml::size_width(len))?;
     info.extend_from_slice(&body);
-    info
+    Ok(info)
 }
 
 fn write_seek_head<W: Write>(out: &mut W, seeks: &[(u32, u64)]) -> io::Result<()> {
@@ -237,79 +231,60 @@ fn cue_track(tracks: &[TrackMeta]) -> u64 {
     tracks.iter().find(|t| t.kind == 2).or(tracks.first()).map_or(1, |t| t.number)
 }
 
-/// The last two block times of each track and the first bytes of the last block: enough to
-/// know where the media ends without keeping every block.
+/// Per declared track (by index into the scan's tracks): the last two block times and the
+/// first bytes of the last block, enough to know where the media ends without keeping every
+/// block.
 #[derive(Default)]
-struct TrackEnds(Vec<TrackEnd>);
+struct TrackEnds(Vec<Option<TrackEnd>>);
 
 struct TrackEnd {
-    track: u64,
     last: i64,
     prev: Option<i64>,
-    head: Vec<u8>,
+    /// The last block's first two payload bytes (Opus TOC and frame count) and how many.
+    head: [u8; 2],
+    head_len: usize,
     laced: bool,
     duration: Option<u64>,
 }
 
 impl TrackEnds {
-    fn add(&mut self, mut b: BlockInfo) {
-        b.payload.truncate(2);
-        match self.0.iter_mut().find(|t| t.track == b.track) {
-            Some(t) => {
-                t.prev = Some(t.last);
-                t.last = b.time;
-                t.head = b.payload;
-                t.laced = b.laced;
-                t.duration = b.duration;
-            }
-            None => self.0.push(TrackEnd {
-                track: b.track,
-                last: b.time,
-                prev: None,
-                head: b.payload,
-                laced: b.laced,
-                duration: b.duration,
-            }),
+    fn add(&mut self, b: &BlockInfo<'_>) {
+        // Indices are below MAX_TRACKS, so this stays small.
+        if self.0.len() <= b.track {
+            self.0.resize_with(b.track + 1, || None);
         }
+        let head_len = b.payload.len().min(2);
+        let mut head = [0u8; 2];
+        head[..head_len].copy_from_slice(&b.payload[..head_len]);
+        let prev = self.0[b.track].as_ref().map(|t| t.last);
+        self.0[b.track] = Some(TrackEnd { last: b.time, prev, head, head_len, laced: b.laced, duration: b.duration });
     }
 
     /// The latest end over all tracks, in ns. A block's length comes from BlockDuration, else
     /// the Opus TOC, else the gap between the track's last two blocks.
     fn duration_ns(&self, tracks: &[TrackMeta], scale: u64) -> u64 {
-        let scale = scale as i128;
+        let scale = i128::from(scale);
         self.0
             .iter()
-            .map(|t| {
-                let opus = tracks.iter().any(|m| m.number == t.track && m.codec == "A_OPUS");
+            .enumerate()
+            .filter_map(|(i, t)| Some((tracks.get(i)?, t.as_ref()?)))
+            .map(|(meta, t)| {
+                let opus = meta.codec == "A_OPUS";
                 let len_ns = t
                     .duration
-                    .map(|d| d as i128 * scale)
+                    .map(|d| i128::from(d).saturating_mul(scale))
                     .or_else(|| {
-                        (opus && !t.laced).then(|| opus::packet_duration_ns(&t.head)).flatten().map(|ns| ns as i128)
+                        (opus && !t.laced)
+                            .then(|| opus::packet_duration_ns(&t.head[..t.head_len]))
+                            .flatten()
+                            .map(i128::from)
                     })
-                    .or_else(|| t.prev.map(|p| (t.last as i128 - p as i128).max(0) * scale))
+                    .or_else(|| t.prev.map(|p| (i128::from(t.last) - i128::from(p)).max(0).saturating_mul(scale)))
                     .unwrap_or(0);
-                t.last as i128 * scale + len_ns
+                i128::from(t.last).saturating_mul(scale).saturating_add(len_ns)
             })
             .max()
             .unwrap_or(0)
-            .clamp(0, u64::MAX as i128) as u64
-    }
-}
-
-struct CountingWriter<W: Write> {
-    inner: W,
-    count: u64,
-}
-
-impl<W: Write> Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+            .clamp(0, i128::from(u64::MAX)) as u64
     }
 }

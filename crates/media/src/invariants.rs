@@ -1,0 +1,48 @@
+//! Properties every entry point must have on any input, checked by the fuzz targets and by
+//! `tests/corpus.rs` on every committed input. Each function panics on a violation; an input
+//! the fixers refuse is fine, a panic, a hang or a changed audio byte is not.
+
+use std::io::Cursor;
+
+use crate::{audio_blocks, fix_mp4, fix_webm, mp4_duration_ms};
+
+/// `fix_webm` either refuses the input or writes a file that has the same blocks, that
+/// `audio_blocks` reads, and that fixing again leaves unchanged.
+pub fn webm(data: &[u8]) {
+    let blocks = audio_blocks(data);
+    let mut out = Vec::new();
+    let Ok(report) = fix_webm(Cursor::new(data), &mut out) else {
+        return;
+    };
+    assert_eq!(report.output_bytes, out.len() as u64);
+    let fixed_blocks = audio_blocks(&out[..]).expect("the fixed file reads back");
+    assert_eq!(fixed_blocks.len(), report.blocks, "block count");
+    if let Ok(blocks) = blocks {
+        assert_eq!(blocks, fixed_blocks, "blocks changed");
+    }
+    let mut again = Vec::new();
+    let report2 = fix_webm(Cursor::new(&out), &mut again).expect("the fixed file fixes again");
+    assert_eq!(report2.duration_ms, report.duration_ms, "duration after a second fix");
+    assert_eq!(again, out, "fixing the fixed file changed it");
+}
+
+/// `mp4_duration_ms` does not panic; `fix_mp4` (without and with a cut derived from the input)
+/// either refuses or writes a file that fixes again to itself with the same duration.
+pub fn mp4(data: &[u8]) {
+    let _ = mp4_duration_ms(Cursor::new(data));
+    let seed = data.iter().fold(0u64, |h, &b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let cut = [seed % 3000..seed % 3000 + seed % 700];
+    for cut in [&[][..], &cut[..]] {
+        let mut out = Vec::new();
+        let Ok(report) = fix_mp4(Cursor::new(data), &mut out, cut) else {
+            continue;
+        };
+        assert_eq!(report.output_bytes, out.len() as u64);
+        let mut again = Vec::new();
+        let report2 = fix_mp4(Cursor::new(&out), &mut again, &[]).expect("the fixed file fixes again");
+        assert_eq!(report2.duration_ms, report.duration_ms, "duration after a second fix");
+        assert_eq!(report2.samples, report.samples, "samples after a second fix");
+        assert_eq!(again, out, "fixing the fixed file changed it");
+        assert_eq!(mp4_duration_ms(Cursor::new(&out)).unwrap_or(0), report.duration_ms, "reader disagrees");
+    }
+}
