@@ -3,7 +3,7 @@
 //! Every position is checked against the input's length, so a corrupt size is an `Eof`, never
 //! a seek past the end or an allocation of its size.
 
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 
 /// Why reading stopped. `Eof` is kept apart from I/O errors: at the end of the input it
 /// means "cut-off element", which the fixer drops instead of failing.
@@ -106,6 +106,10 @@ impl<R: Read + Seek> Source for SeekSource<R> {
         if self.pos >= self.len {
             return Ok(None);
         }
+        if let Some(b) = take_buffered_byte(&mut self.inner) {
+            self.pos += 1;
+            return Ok(Some(b));
+        }
         let mut b = [0u8; 1];
         self.read_exact(&mut b)?;
         Ok(Some(b[0]))
@@ -124,7 +128,11 @@ impl<R: Read + Seek> Source for SeekSource<R> {
         if self.pos.checked_add(n).is_none_or(|end| end > self.len) {
             return Err(ReadError::Eof);
         }
-        self.seek_to(self.pos + n)?;
+        if !skip_buffered(&mut self.inner, n) {
+            self.seek_to(self.pos + n)?;
+            return Ok(());
+        }
+        self.pos += n;
         Ok(())
     }
 }
@@ -147,6 +155,10 @@ impl<R: Read> Source for StreamSource<R> {
     }
 
     fn read_byte(&mut self) -> ReadResult<Option<u8>> {
+        if let Some(b) = take_buffered_byte(&mut self.inner) {
+            self.pos += 1;
+            return Ok(Some(b));
+        }
         let mut b = [0u8; 1];
         loop {
             match self.inner.read(&mut b) {
@@ -168,11 +180,35 @@ impl<R: Read> Source for StreamSource<R> {
     }
 
     fn skip(&mut self, n: u64) -> ReadResult<()> {
+        if skip_buffered(&mut self.inner, n) {
+            self.pos += n;
+            return Ok(());
+        }
         let skipped = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())?;
         self.pos += skipped;
         if skipped != n {
             return Err(ReadError::Eof);
         }
         Ok(())
+    }
+}
+
+// Fast paths for the walkers' commonest calls (a header byte, a small skip): served from the
+// buffer without a read or seek call.
+
+fn take_buffered_byte<R: Read>(r: &mut BufReader<R>) -> Option<u8> {
+    let b = *r.buffer().first()?;
+    r.consume(1);
+    Some(b)
+}
+
+/// Skips `n` bytes if they are all buffered; `false` (nothing done) otherwise.
+fn skip_buffered<R: Read>(r: &mut BufReader<R>, n: u64) -> bool {
+    match usize::try_from(n) {
+        Ok(n) if n <= r.buffer().len() => {
+            r.consume(n);
+            true
+        }
+        _ => false,
     }
 }

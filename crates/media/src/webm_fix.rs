@@ -136,30 +136,30 @@ impl Layout {
     fn new(scan: &Scan, info_len: u64) -> Result<Layout, MediaError> {
         let clusters = scan.clusters as u64;
         let cues_len = if clusters > 0 { MASTER_HEADER_LEN + CUE_POINT_LEN * clusters } else { 0 };
-        let indexed = |id| matches!(id, ebml::TRACKS | ebml::TAGS | ebml::CHAPTERS | ebml::ATTACHMENTS);
-        let seek_count = scan
-            .items
-            .iter()
-            .filter(|i| match i {
-                Item::Info => true,
-                Item::Copy { id, .. } => indexed(*id),
-                Item::Cluster { .. } => false,
-            })
-            .count() as u64
-            + u64::from(clusters > 0);
+        // One SeekHead entry per run of same-ID elements: Tracks after Tracks (with junk between
+        // them in the input) share one, so fixing the output again gives the same SeekHead.
+        let indexed = |i: usize| match &scan.items[i] {
+            Item::Info => true,
+            Item::Copy { id, .. } => {
+                matches!(*id, ebml::TRACKS | ebml::TAGS | ebml::CHAPTERS | ebml::ATTACHMENTS)
+                    && !matches!(i.checked_sub(1).map(|p| &scan.items[p]), Some(Item::Copy { id: prev, .. }) if prev == id)
+            }
+            Item::Cluster { .. } => false,
+        };
+        let seek_count = (0..scan.items.len()).filter(|&i| indexed(i)).count() as u64 + u64::from(clusters > 0);
 
         let mut pos = MASTER_HEADER_LEN + SEEK_ENTRY_LEN * seek_count;
         let mut seeks = Vec::new();
         let mut cues = Vec::with_capacity(scan.clusters);
         let advance = |pos: &mut u64, n: u64| pos.checked_add(n).map(|p| *pos = p).ok_or_else(too_large);
-        for item in &scan.items {
+        for (i, item) in scan.items.iter().enumerate() {
             match *item {
                 Item::Info => {
                     seeks.push((ebml::INFO, pos));
                     advance(&mut pos, info_len)?;
                 }
                 Item::Copy { id, start, end } => {
-                    if indexed(id) {
+                    if indexed(i) {
                         seeks.push((id, pos));
                     }
                     advance(&mut pos, end - start)?;
