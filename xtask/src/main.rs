@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the project's entry points (see README.md).
 
 mod deploy_checks;
+mod fuzz;
 mod services;
 mod util;
 mod web;
@@ -17,12 +18,14 @@ usage: cargo xtask <command>
                  and run AudioBook on one port (PORT, default 3000)
   test           run every test: unit, integration against real PostgreSQL and
                  S3-compatible servers started for the run, deployment checks,
-                 and the browser end-to-end tests
+                 a short fuzz run of the media parsers, and the browser
+                 end-to-end tests
   build-web      build the web app into target/web-dist
   e2e            only the browser end-to-end tests
   check-deploy   lint Dockerfiles, workflows and compose.yaml
   migrate        apply the database migrations to DATABASE_URL and exit
   bench [ARGS]   run the load generator against a release server (ARGS go to loadgen)
+  fuzz [SECS]    fuzz the media crate's parsers, SECS seconds per target (default 300)
 ";
 
 fn main() {
@@ -35,6 +38,11 @@ fn main() {
         Some("check-deploy") => deploy_checks::check_deploy_files(&root()),
         Some("migrate") => cargo(&["run", "--quiet", "-p", "audiobook-server", "--", "migrate"]),
         Some("bench") => bench(&args[1..]),
+        Some("fuzz") => match args.get(1).map(|s| s.parse::<u64>()) {
+            None => fuzz::fuzz(fuzz::DEFAULT_SECS),
+            Some(Ok(secs)) => fuzz::fuzz(secs),
+            Some(Err(_)) => Err(format!("fuzz: SECS must be a number\n\n{HELP}")),
+        },
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");
             Ok(())
@@ -97,15 +105,20 @@ fn test() -> Result {
     let unit = util::run_counting(&mut test);
 
     let deploy = deploy_checks::check_deploy_files(&root());
+    let fuzzing = fuzz::fuzz(fuzz::SECS_IN_TEST);
     let browser = e2e_with(&dist);
     drop(s3);
     drop(postgres);
 
-    let failures: Vec<String> =
-        [("cargo test", unit), ("deployment checks", deploy), ("browser end-to-end tests", browser)]
-            .into_iter()
-            .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
-            .collect();
+    let failures: Vec<String> = [
+        ("cargo test", unit),
+        ("deployment checks", deploy),
+        ("fuzzing", fuzzing),
+        ("browser end-to-end tests", browser),
+    ]
+    .into_iter()
+    .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
+    .collect();
     eprintln!("xtask: test finished in {:.0} s", started.elapsed().as_secs_f64());
     let (passed, failed) = (
         util::PASSED.load(std::sync::atomic::Ordering::Relaxed),

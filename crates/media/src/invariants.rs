@@ -39,8 +39,8 @@ pub fn webm(data: &[u8]) {
 pub fn mp4(data: &[u8]) {
     let _ = mp4_duration_ms(Cursor::new(data));
     let seed = data.iter().fold(0u64, |h, &b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-    let cut = [seed % 3000..seed % 3000 + seed % 700];
-    for cut in [&[][..], &cut[..]] {
+    let span = seed % 3000..seed % 3000 + seed % 700;
+    for cut in [&[][..], std::slice::from_ref(&span)] {
         let mut out = Vec::new();
         let Ok(report) = fix_mp4(Cursor::new(data), &mut out, cut) else {
             continue;

@@ -8,8 +8,8 @@
 //! - WebM ([`fix_webm`]): Duration, Cues, a SeekHead, and known sizes for the Segment and every
 //!   Cluster.
 //! - MP4 ([`fix_mp4`]): the real duration in `mvhd`, `tkhd`, `mdhd` and `mehd`, the duplicates
-//!   dropped, a contiguous timeline from 0, a `sidx` and an `mfra` index; optionally spans of
-//!   media time cut out (WebKit's `pause()` does not pause the recording).
+//!   dropped, a contiguous timeline from 0, a `sidx` index; optionally spans of media time cut
+//!   out (WebKit's `pause()` does not pause the recording).
 //! - anything else: no output; the caller stores the bytes as received.
 //!
 //! Every entry point takes any input: time is linear in its size, memory is bounded by what is
@@ -18,10 +18,11 @@
 //! targets in `fuzz/` and the corpus test in `tests/corpus.rs` hold the crate to that.
 //!
 //! # What players need (checked in this project's browsers)
-//! - Chromium: a Duration gives a finite `duration`; Cues make a seek in a long take one range
-//!   request (2-hour file: 56-75 MB read without them).
-//! - WebKit (WebKitGTK 2.50, GStreamer underneath) and Firefox ESR 153 with WebKit's MP4: see
-//!   [`fix_mp4`]'s notes on the duration and index boxes.
+//! - WebM in Chromium: a Duration gives a finite `duration`; Cues make a seek in a long take
+//!   one range request (2-hour file: 56-75 MB read without them). Known cluster sizes silence
+//!   ffmpeg's "Unknown-sized element inside parent with finite size".
+//! - MP4 (WebKit's) in Chromium, Firefox and WebKitGTK: the duration in mvhd / mehd, no stale
+//!   moof, and a sidx for Chromium; see [`fix_mp4`] for the measurements.
 
 mod ebml;
 #[doc(hidden)]

@@ -299,9 +299,8 @@ fn parse_trak(buf: &[u8], trak: &Child) -> Result<Track, String> {
             }
             b"mdia" => {
                 for m in children(buf, c.data.clone())? {
-                    match &m.kind {
-                        b"mdhd" => mdhd = Some(header_times(buf, &m)?),
-                        _ => {}
+                    if &m.kind == b"mdhd" {
+                        mdhd = Some(header_times(buf, &m)?);
                     }
                 }
             }

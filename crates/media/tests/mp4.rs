@@ -1,5 +1,7 @@
 //! The MP4 fix and reader on WebKitGTK's real recordings and on synthetic files; results
 //! checked with mp4-atom (an independent reader) and ffmpeg.
+// Cuts are lists of spans; a list of one span is what this lint takes for a mistake.
+#![allow(clippy::single_range_in_vec_init)]
 
 mod common;
 
@@ -25,9 +27,8 @@ fn ms(ticks: u64) -> u64 {
     (ticks * 1000 + RATE / 2) / RATE
 }
 
-/// The structure every fixed file has: one ftyp, moov, sidx, moof/mdat pairs, mfra; headers
-/// saying the samples' duration; contiguous time from 0; a sidx and an mfra that point at the
-/// fragments.
+/// The structure every fixed file has: one ftyp, moov, sidx, moof/mdat pairs; headers saying
+/// the samples' duration; contiguous time from 0; a sidx that leads from moof to moof.
 fn check_fixed(out: &[u8], report: &Mp4FixReport) -> Facts {
     let f = m::read(out);
     let n = report.fragments;
@@ -37,9 +38,6 @@ fn check_fixed(out: &[u8], report: &Mp4FixReport) -> Facts {
     }
     for _ in 0..n {
         expected.extend(["moof", "mdat"]);
-    }
-    if n > 0 {
-        expected.push("mfra");
     }
     assert_eq!(f.order, expected);
     assert_eq!(f.stale_moofs, 0);
@@ -67,22 +65,17 @@ fn check_fixed(out: &[u8], report: &Mp4FixReport) -> Facts {
         assert_eq!(sidx.first_offset, 0);
         assert_eq!(sidx.references.len(), n);
         let mut at = sidx_end;
-        let mut moof_times = Vec::new();
         let mut t = 0u64;
         for (r, &(moof_at, _)) in sidx.references.iter().zip(&f.moofs) {
             assert_eq!(at, moof_at, "sidx sizes lead from one moof to the next");
             assert!(r.starts_with_sap && r.sap_type == 1 && !r.reference_type);
-            moof_times.push(t);
+            let first = f.samples.iter().find(|s| s.end > moof_at).unwrap();
+            assert_eq!(first.time, t, "sidx durations add up to each fragment's start");
             at += r.referenced_size as usize;
             t += u64::from(r.subsegment_duration);
         }
+        assert_eq!(at, out.len());
         assert_eq!(t, ticks);
-        let mfra = f.mfra.as_ref().unwrap();
-        let entries: Vec<(u64, usize)> =
-            mfra.tfra[0].entries.iter().map(|e| (e.time, e.moof_offset as usize)).collect();
-        let expected: Vec<(u64, usize)> = moof_times.into_iter().zip(f.moofs.iter().map(|&(at, _)| at)).collect();
-        assert_eq!(entries, expected, "tfra: one entry per moof");
-        assert_eq!(mfra.mfro.parent_size as usize, out.len() - tops.last().unwrap().1);
     }
     f
 }
@@ -240,7 +233,7 @@ fn cuts_at_the_edges() {
     let input = common::data("webkitgtk-aac-5s.m4a");
     let all = m::read(&input).samples;
     let cases: [(&str, Vec<Range<u64>>, usize); 6] = [
-        ("nothing", vec![5..5, 9..3], 212),
+        ("nothing", vec![5..5, Range { start: 9, end: 3 }], 212),
         ("everything", vec![0..10_000], 0),
         ("the first sample", vec![0..1], 211),
         ("the start", vec![0..1000], 212 - 44),

@@ -79,7 +79,6 @@ pub struct Facts {
     pub ftyps: usize,
     pub moov: Option<Moov>,
     pub sidx: Option<mp4_atom::Sidx>,
-    pub mfra: Option<mp4_atom::Mfra>,
     /// (offset, sequence number) of every moof whose data lies in the mdat after it.
     pub moofs: Vec<(usize, u32)>,
     /// moofs whose data does not lie in the mdat after them (WebKit's stale copies).
@@ -112,7 +111,6 @@ pub fn read(buf: &[u8]) -> Facts {
             "ftyp" => facts.ftyps += 1,
             "moov" => facts.moov = Some(Moov::decode(&mut &whole[..]).expect("mp4-atom decodes the moov")),
             "sidx" => facts.sidx = Some(mp4_atom::Sidx::decode(&mut &whole[..]).expect("mp4-atom decodes the sidx")),
-            "mfra" => facts.mfra = Some(mp4_atom::Mfra::decode(&mut &whole[..]).expect("mp4-atom decodes the mfra")),
             "moof" => pending.push((start, end, Moof::decode(&mut &whole[..]).expect("mp4-atom decodes the moof"))),
             "mdat" => {
                 let header = if u32::from_be_bytes(whole[..4].try_into().unwrap()) == 1 { 16 } else { 8 };

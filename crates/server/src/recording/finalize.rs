@@ -6,7 +6,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use audiobook_media::ContainerKind;
 use uuid::Uuid;
 
 use crate::db::{Db, FinishedRecording, RecordRow, StoredStatus};
@@ -40,44 +39,18 @@ pub async fn prepare(paths: &SpoolPaths) -> std::io::Result<Prepared> {
 }
 
 fn prepare_blocking(paths: &SpoolPaths) -> std::io::Result<Prepared> {
-    let mut head = [0u8; 16];
-    let n = read_prefix(&paths.data, &mut head)?;
     let _ = std::fs::remove_file(&paths.fixed);
-    match audiobook_media::sniff(&head[..n]) {
-        ContainerKind::WebM => match audiobook_media::fix_webm_file(&paths.data, &paths.fixed) {
-            Ok(report) => {
-                return Ok(Prepared { fixed: true, duration_ms: report.duration_ms, size_bytes: report.output_bytes });
-            }
-            Err(e) => {
-                tracing::warn!(path = %paths.data.display(), error = %e, "WebM not fixable; storing it as received");
-                let _ = std::fs::remove_file(&paths.fixed);
-            }
-        },
-        ContainerKind::Mp4 => {
-            let duration_ms = std::fs::File::open(&paths.data)
-                .ok()
-                .and_then(|f| audiobook_media::mp4_duration_ms(std::io::BufReader::new(f)))
-                .unwrap_or(0);
-            let size_bytes = std::fs::metadata(&paths.data)?.len();
-            return Ok(Prepared { fixed: false, duration_ms, size_bytes });
+    match audiobook_media::fix_recording(&paths.data, &paths.fixed, &audiobook_media::FixOptions::default()) {
+        Ok(outcome) => {
+            Ok(Prepared { fixed: outcome.written, duration_ms: outcome.duration_ms, size_bytes: outcome.size_bytes })
         }
-        ContainerKind::Unknown => {}
-    }
-    Ok(Prepared { fixed: false, duration_ms: 0, size_bytes: std::fs::metadata(&paths.data)?.len() })
-}
-
-fn read_prefix(path: &Path, buf: &mut [u8]) -> std::io::Result<usize> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut n = 0;
-    while n < buf.len() {
-        let r = f.read(&mut buf[n..])?;
-        if r == 0 {
-            break;
+        Err(e) => {
+            tracing::warn!(path = %paths.data.display(), error = %e, "recording not fixable; storing it as received");
+            let _ = std::fs::remove_file(&paths.fixed);
+            let duration_ms = audiobook_media::probe_duration_ms(&paths.data).unwrap_or(0);
+            Ok(Prepared { fixed: false, duration_ms, size_bytes: std::fs::metadata(&paths.data)?.len() })
         }
-        n += r;
     }
-    Ok(n)
 }
 
 /// The storage key of a recording: by user, with an extension players like.
