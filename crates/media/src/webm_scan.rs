@@ -6,9 +6,10 @@
 //! input:
 //! - one [`Item`] (32 bytes) per kept top-level element, that is about one per cluster, and at
 //!   most [`MAX_KEPT_ITEMS`]: beyond that the walk fails with [`MediaError::Limit`] and the
-//!   caller stores the bytes as received. Elements that are not Segment children in the
-//!   Matroska spec are dropped, so junk between clusters costs no memory; runs of copied
-//!   elements with the same ID (Tags after Tags) share one item.
+//!   caller stores the bytes as received. Runs of copied elements share one item: the same ID
+//!   (Tags after Tags), or IDs that are not Segment children in the Matroska spec (junk, kept
+//!   byte for byte like everything the fixer does not understand), so millions of tiny
+//!   elements cost one item.
 //! - tracks come from Tracks (at most [`MAX_TRACKS`]) and are found through a hash map; a block
 //!   whose track number Tracks does not declare is skipped, neither counted nor reported.
 //! - every offset and time is computed with checked arithmetic; a value that does not fit is
@@ -97,7 +98,7 @@ impl Scan {
     fn push(&mut self, item: Item) -> Result<(), MediaError> {
         if let (Item::Copy { id, start, end }, Some(Item::Copy { id: last_id, end: last_end, .. })) =
             (&item, self.items.last_mut())
-            && id == last_id
+            && (id == last_id || !is_segment_child(*id) && !is_segment_child(*last_id))
             && start == last_end
         {
             *last_end = *end;
@@ -268,9 +269,8 @@ impl<S: Source, F: FnMut(BlockInfo<'_>)> Walk<'_, S, F> {
                             self.scan.push(Item::Copy { id, start: h.start, end })?;
                         }
                         // Rebuilt (SeekHead, Cues) or dropped (Void, CRC-32): their positions and
-                        // checksums would be wrong once Info grows. Junk IDs are dropped too.
+                        // checksums would be wrong once Info grows.
                         ebml::SEEK_HEAD | ebml::CUES | ebml::VOID | ebml::CRC32 => {}
-                        _ if !is_segment_child(id) => {}
                         _ => self.scan.push(Item::Copy { id, start: h.start, end })?,
                     }
                 }
@@ -349,6 +349,8 @@ impl<S: Source, F: FnMut(BlockInfo<'_>)> Walk<'_, S, F> {
                     let Some(tc) = c.timecode else {
                         return Err(bad("block before the cluster Timecode"));
                     };
+                    // Complete, so the cluster is kept even if no block is of a declared track.
+                    c.blocks += 1;
                     let Some(&track) = self.scan.track_index.get(&block.track) else {
                         // Not a declared track: ignored, as players do.
                         continue;
@@ -357,7 +359,6 @@ impl<S: Source, F: FnMut(BlockInfo<'_>)> Walk<'_, S, F> {
                         .ok()
                         .and_then(|tc| tc.checked_add(block.rel.into()))
                         .ok_or_else(|| bad("block time out of range"))?;
-                    c.blocks += 1;
                     self.scan.blocks += 1;
                     (self.on_block)(BlockInfo {
                         track,
@@ -453,7 +454,7 @@ fn parse_tracks(body: &[u8], scan: &mut Scan) -> Result<(), MediaError> {
 
 struct ClusterScan {
     timecode: Option<u64>,
-    /// Blocks of declared tracks.
+    /// Complete blocks, of any track: a cluster cut off before its first one is dropped.
     blocks: usize,
     /// End of the cluster when it was complete.
     end: u64,
