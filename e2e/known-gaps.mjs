@@ -11,7 +11,7 @@ export const KNOWN_GAPS = {
   // part loaded so far; it seeks only within what has played; the server
   // counts the duplicate fragment in duration_ms. Fixed by the server's MP4
   // fix (issue 12, "An MP4 fix on the server").
-  webkitMp4Duration: { browser: "webkit", on: true },
+  webkitMp4Duration: { browser: "webkit", on: false },
   // WebKitGTK's MediaRecorder.pause() sets state "paused" but the paused
   // span stays in the file, so the take is longer than the time recorded.
   // Fixed when the recorder and server handle a pause that does not pause

@@ -175,7 +175,12 @@ impl Recorder {
         }
 
         out.stage = "stop";
-        let stop = StopRecording { user_id: Some(user_id), recording_id: Some(rid), chunks: Some(plan.chunks) };
+        let stop = StopRecording {
+            user_id: Some(user_id),
+            recording_id: Some(rid),
+            chunks: Some(plan.chunks),
+            ..Default::default()
+        };
         let stopped_at = Instant::now();
         let saved = async {
             let r = socket.wait_for_saved(plan.saved_timeout).await;

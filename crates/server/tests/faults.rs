@@ -89,6 +89,7 @@ impl Take {
             user_id: Some(self.me.user.id),
             recording_id: Some(self.id),
             chunks: Some(self.chunks.len() as u64),
+            ..Default::default()
         };
         let record = match socket.stop(&stop).await.unwrap() {
             StopAck::Ok(ok) => ok.record,
@@ -182,7 +183,12 @@ async fn a_third_of_the_sockets_cut_all_resume() {
                 (take, record)
             } else {
                 take.send(&socket, 16).await;
-                let stop = StopRecording { user_id: None, recording_id: Some(take.id), chunks: Some(16) };
+                let stop = StopRecording {
+                    user_id: None,
+                    recording_id: Some(take.id),
+                    chunks: Some(16),
+                    ..Default::default()
+                };
                 let StopAck::Ok(ok) = socket.stop(&stop).await.unwrap() else { panic!("stop refused") };
                 socket.disconnect().await;
                 (take, ok.record)
@@ -246,7 +252,7 @@ async fn a_take_resumed_elsewhere_is_not_reaped_by_its_old_holder() {
         take.send(&on_b, upto).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let stop = StopRecording { user_id: None, recording_id: Some(take.id), chunks: Some(16) };
+    let stop = StopRecording { user_id: None, recording_id: Some(take.id), chunks: Some(16), ..Default::default() };
     let record = match on_b.stop(&stop).await.unwrap() {
         StopAck::Ok(ok) => ok.record,
         StopAck::Err(e) => panic!("stop refused: {e:?}"),
@@ -305,7 +311,8 @@ async fn a_client_bouncing_between_instances_stores_every_chunk_once() {
         }
         take.send(&socket, hop + 1).await;
         if hop == 23 {
-            let stop = StopRecording { user_id: None, recording_id: Some(take.id), chunks: Some(24) };
+            let stop =
+                StopRecording { user_id: None, recording_id: Some(take.id), chunks: Some(24), ..Default::default() };
             let record = match socket.stop(&stop).await.unwrap() {
                 StopAck::Ok(ok) => ok.record,
                 StopAck::Err(e) => panic!("stop refused: {e:?}"),

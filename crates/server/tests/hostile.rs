@@ -449,7 +449,6 @@ async fn send_and_stop(url: &str, token: &str, data: &[u8]) -> (Record, Duration
 /// within seconds with little memory (the bytes stored as they came where
 /// the fixer gives up).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "enabled with crates/media's bounded scanner (being merged)"]
 async fn crafted_webms_are_saved_quickly_in_little_memory() {
     let dir = tempfile::tempdir().unwrap();
     let db = common::database(Backend::Sqlite).await.unwrap();

@@ -165,13 +165,18 @@ async fn sequenced_protocol_refuses_bad_input_and_loses_nothing(backend: Backend
     assert!(refused.error.contains("another user"), "{}", refused.error);
     assert!(matches!(intruder.resume(&ResumeRecording { recording_id: id }).await.unwrap(), ResumeAck::Err(_)));
     let stop = intruder
-        .stop(&StopRecording { user_id: Some(other.user.id), recording_id: Some(id), chunks: Some(3) })
+        .stop(&StopRecording {
+            user_id: Some(other.user.id),
+            recording_id: Some(id),
+            chunks: Some(3),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert!(matches!(stop, StopAck::Err(_)));
     // Nor claim to be its owner.
     let stop = intruder
-        .stop(&StopRecording { user_id: Some(me.user.id), recording_id: Some(id), chunks: None })
+        .stop(&StopRecording { user_id: Some(me.user.id), recording_id: Some(id), chunks: None, ..Default::default() })
         .await
         .unwrap();
     assert!(matches!(stop, StopAck::Err(_)));
@@ -180,7 +185,12 @@ async fn sequenced_protocol_refuses_bad_input_and_loses_nothing(backend: Backend
     // Stopping with a chunk missing is refused and says which.
     ok_ack(socket.append(&chunk(1, id, blobs[1].clone())).await.unwrap());
     match socket
-        .stop(&StopRecording { user_id: Some(me.user.id), recording_id: Some(id), chunks: Some(3) })
+        .stop(&StopRecording {
+            user_id: Some(me.user.id),
+            recording_id: Some(id),
+            chunks: Some(3),
+            ..Default::default()
+        })
         .await
         .unwrap()
     {
@@ -190,7 +200,12 @@ async fn sequenced_protocol_refuses_bad_input_and_loses_nothing(backend: Backend
     let last = ok_ack(socket.append(&chunk(2, id, blobs[2].clone())).await.unwrap());
     assert_eq!(last.received_bytes, 49086);
     let saved = match socket
-        .stop(&StopRecording { user_id: Some(me.user.id), recording_id: Some(id), chunks: Some(3) })
+        .stop(&StopRecording {
+            user_id: Some(me.user.id),
+            recording_id: Some(id),
+            chunks: Some(3),
+            ..Default::default()
+        })
         .await
         .unwrap()
     {
@@ -212,7 +227,11 @@ async fn sequenced_protocol_refuses_bad_input_and_loses_nothing(backend: Backend
     assert_eq!((saved.name.as_str(), saved.status, saved.duration_ms), ("Interview", RecordStatus::Ready, 3000));
     assert_eq!(audio_digest(&fetch(&api, &saved).await), audio_digest(&fixture("mediarecorder-opus-3s.webm")));
     // A retried stop returns the same record; appends after it are refused.
-    match socket.stop(&StopRecording { user_id: None, recording_id: Some(id), chunks: Some(3) }).await.unwrap() {
+    match socket
+        .stop(&StopRecording { user_id: None, recording_id: Some(id), chunks: Some(3), ..Default::default() })
+        .await
+        .unwrap()
+    {
         StopAck::Ok(ok) => assert_eq!(ok.record.id, id),
         StopAck::Err(e) => panic!("a retried stop failed: {e:?}"),
     }
@@ -266,7 +285,12 @@ async fn a_dropped_connection_resumes(backend: Backend) {
         ok_ack(socket.append(&chunk(seq as u64, id, c.clone())).await.unwrap());
     }
     let record = match socket
-        .stop(&StopRecording { user_id: Some(me.user.id), recording_id: Some(id), chunks: Some(chunks.len() as u64) })
+        .stop(&StopRecording {
+            user_id: Some(me.user.id),
+            recording_id: Some(id),
+            chunks: Some(chunks.len() as u64),
+            ..Default::default()
+        })
         .await
         .unwrap()
     {
@@ -598,3 +622,62 @@ async fn metrics_show_the_pipeline() {
     }
     app.stop().await;
 }
+
+/// WebKit's MediaRecorder ignores `pause()`: its real file (blobs as it
+/// handed them out) with the page's timeline is saved without the paused
+/// span, as long as the time recorded; the same take from a recorder that
+/// honoured the pause (Chromium's) is left whole.
+async fn a_pause_the_recorder_ignored_is_cut(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else { return };
+    let api = Api::new(&app.url);
+    let me = api.onboard("Safari").await.unwrap();
+    let socket = Socket::connect(&app.url, &me.token).await.unwrap();
+    let data = fixture("webkitgtk-aac-pause.m4a");
+    let id = socket
+        .start(&StartRecording { mime_type: "audio/mp4; codecs=mp4a".into(), name: None })
+        .await
+        .unwrap()
+        .recording_id;
+    let mut at = 0;
+    for (seq, size) in [817usize, 8563, 26289, 13128].into_iter().enumerate() {
+        ok_ack(socket.append(&chunk(seq as u64, id, Bytes::copy_from_slice(&data[at..at + size]))).await.unwrap());
+        at += size;
+    }
+    let stop = StopRecording {
+        recording_id: Some(id),
+        chunks: Some(4),
+        paused_ms: Some(vec![[2068, 3579]]),
+        recorded_ms: Some(4074),
+        ..Default::default()
+    };
+    let record = match socket.stop(&stop).await.unwrap() {
+        StopAck::Ok(ok) => ok.record,
+        StopAck::Err(e) => panic!("{e:?}"),
+    };
+    println!("WebKit take with a 1.5 s pause: saved {} ms for 4074 ms recorded", record.duration_ms);
+    assert!(record.duration_ms.abs_diff(4074) <= 300, "{} ms saved for 4074 ms recorded", record.duration_ms);
+    assert_eq!(record.mime_type, "audio/mp4;codecs=mp4a");
+
+    // Chromium honours pause(): its 6.0 s of media for 6.0 s recorded stay whole.
+    let webm = fixture("mediarecorder-opus-pause.webm");
+    let id = socket
+        .start(&StartRecording { mime_type: "audio/webm;codecs=opus".into(), name: None })
+        .await
+        .unwrap()
+        .recording_id;
+    ok_ack(socket.append(&chunk(0, id, Bytes::from(webm))).await.unwrap());
+    let stop = StopRecording {
+        recording_id: Some(id),
+        chunks: Some(1),
+        paused_ms: Some(vec![[3000, 5000]]),
+        recorded_ms: Some(6000),
+        ..Default::default()
+    };
+    match socket.stop(&stop).await.unwrap() {
+        StopAck::Ok(ok) => assert_eq!(ok.record.duration_ms, 6009),
+        StopAck::Err(e) => panic!("{e:?}"),
+    }
+    socket.cut();
+    app.stop().await;
+}
+both_backends!(ignored_pause, a_pause_the_recorder_ignored_is_cut);

@@ -226,7 +226,19 @@ pub struct StopRecording {
     /// finalize while any of them is missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunks: Option<u64>,
+    /// Where the person paused: `[pause, resume]` in ms since the recorder
+    /// started (the page's clock), in order. With `recorded_ms`, lets the
+    /// server remove the paused spans from a file whose recorder ignored
+    /// `pause()` (WebKit's MediaRecorder keeps recording while "paused").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_ms: Option<Vec<[u64; 2]>>,
+    /// The time actually recorded (pauses excluded), by the page's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_ms: Option<u64>,
 }
+
+/// Longest `paused_ms` list a stop may carry.
+pub const MAX_PAUSES: usize = 10_000;
 
 /// `stop-recording` ack.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

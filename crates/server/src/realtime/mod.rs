@@ -372,7 +372,8 @@ impl Worker {
         let Some(id) = req.recording_id.or(self.current) else {
             return StopAck::Err(Failure::new("There is no recording to stop on this connection."));
         };
-        match self.state.recordings.stop(self.user.id, id, req.chunks).await {
+        let timeline = crate::recording::finalize::Timeline::from_stop(req.paused_ms.as_deref(), req.recorded_ms);
+        match self.state.recordings.stop(self.user.id, id, req.chunks, timeline).await {
             Ok(row) => {
                 if self.current == Some(id) {
                     self.current = None;

@@ -1,7 +1,9 @@
-//! Finalizing a take: fix the container (WebM gets a Duration and Cues),
-//! upload the file to storage, record the result, and only then delete the
-//! spool. If the upload fails the record is `pending` and the spool stays
-//! until a later retry succeeds.
+//! Finalizing a take: fix the container (`crates/media`: WebM gets a
+//! Duration, Cues and sized clusters; fragmented MP4 its durations, an index
+//! and no duplicate boxes, and the paused spans cut when its recorder
+//! ignored `pause()`), upload the file to storage, record the result, and
+//! only then delete the spool. If the upload fails the record is `pending`
+//! and the spool stays until a later retry succeeds.
 
 use std::path::Path;
 use std::time::Duration;
@@ -31,6 +33,51 @@ pub struct Prepared {
     pub size_bytes: u64,
 }
 
+/// The client's account of a take: where it paused and how long it really
+/// recorded. Kept beside the spool from the stop on, so a retried finalize
+/// cuts the same spans.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Timeline {
+    pub paused_ms: Vec<[u64; 2]>,
+    pub recorded_ms: u64,
+}
+
+impl Timeline {
+    /// The timeline of a stop, if it is plausible: spans in order, each
+    /// non-empty, within a day, at most `MAX_PAUSES` of them.
+    pub fn from_stop(paused_ms: Option<&[[u64; 2]]>, recorded_ms: Option<u64>) -> Option<Timeline> {
+        const DAY_MS: u64 = 24 * 3600 * 1000;
+        let (paused_ms, recorded_ms) = (paused_ms?, recorded_ms?);
+        let ordered = paused_ms.windows(2).all(|w| w[0][1] <= w[1][0]);
+        let sane = paused_ms.iter().all(|[a, b]| a < b && *b <= DAY_MS);
+        (!paused_ms.is_empty()
+            && paused_ms.len() <= audiobook_wire::MAX_PAUSES
+            && ordered
+            && sane
+            && recorded_ms <= DAY_MS)
+            .then(|| Timeline { paused_ms: paused_ms.to_vec(), recorded_ms })
+    }
+
+    fn paused_total(&self) -> u64 {
+        self.paused_ms.iter().map(|[a, b]| b - a).sum()
+    }
+
+    /// Whether a file of `media_ms` kept the paused spans: it is then closer
+    /// to the wall time (recorded plus paused) than to the time recorded.
+    pub fn pause_was_ignored(&self, media_ms: u64) -> bool {
+        let wall = self.recorded_ms + self.paused_total();
+        media_ms.abs_diff(wall) < media_ms.abs_diff(self.recorded_ms)
+    }
+
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, serde_json::to_vec(self).map_err(std::io::Error::other)?)
+    }
+
+    fn read(path: &Path) -> Option<Timeline> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+}
+
 /// Fixes the container where we know how, on a blocking thread (it streams
 /// the file twice). Audio we cannot parse is kept byte for byte.
 pub async fn prepare(paths: &SpoolPaths) -> std::io::Result<Prepared> {
@@ -40,7 +87,28 @@ pub async fn prepare(paths: &SpoolPaths) -> std::io::Result<Prepared> {
 
 fn prepare_blocking(paths: &SpoolPaths) -> std::io::Result<Prepared> {
     let _ = std::fs::remove_file(&paths.fixed);
-    match audiobook_media::fix_recording(&paths.data, &paths.fixed, &audiobook_media::FixOptions::default()) {
+    let fixed = audiobook_media::fix_recording(&paths.data, &paths.fixed, &audiobook_media::FixOptions::default());
+    // A recorder that ignored pause(): fix again without the paused spans.
+    let fixed = match (fixed, Timeline::read(&paths.timeline)) {
+        (Ok(outcome), Some(timeline))
+            if outcome.kind == audiobook_media::ContainerKind::Mp4
+                && timeline.pause_was_ignored(outcome.duration_ms) =>
+        {
+            let cut_ms = timeline.paused_ms.iter().map(|[a, b]| *a..*b).collect();
+            let _ = std::fs::remove_file(&paths.fixed);
+            let cut =
+                audiobook_media::fix_recording(&paths.data, &paths.fixed, &audiobook_media::FixOptions { cut_ms });
+            if let Ok(c) = &cut {
+                tracing::info!(
+                    path = %paths.data.display(), removed_ms = c.removed_ms, duration_ms = c.duration_ms,
+                    "the recorder ignored pause(); the paused spans were cut"
+                );
+            }
+            cut
+        }
+        (fixed, _) => fixed,
+    };
+    match fixed {
         Ok(outcome) => {
             Ok(Prepared { fixed: outcome.written, duration_ms: outcome.duration_ms, size_bytes: outcome.size_bytes })
         }
@@ -224,6 +292,19 @@ mod tests {
         assert_eq!(extension_for("application/octet-stream"), "bin");
         let (u, r) = (Uuid::nil(), Uuid::max());
         assert_eq!(storage_key(u, r, "audio/webm"), format!("recordings/{u}/{r}.webm"));
+    }
+
+    #[test]
+    fn timelines_are_checked_and_tell_an_ignored_pause() {
+        assert!(Timeline::from_stop(Some(&[[10, 5]]), Some(1000)).is_none(), "a span backwards");
+        assert!(Timeline::from_stop(Some(&[[0, 10], [5, 20]]), Some(1000)).is_none(), "overlapping spans");
+        assert!(Timeline::from_stop(Some(&[[0, 10]]), None).is_none(), "no recorded time");
+        assert!(Timeline::from_stop(Some(&[]), Some(1000)).is_none(), "nothing to cut");
+        let many = vec![[0u64, 1]; audiobook_wire::MAX_PAUSES + 1];
+        assert!(Timeline::from_stop(Some(&many), Some(1000)).is_none(), "too many spans");
+        let t = Timeline::from_stop(Some(&[[2068, 3579]]), Some(4074)).unwrap();
+        assert!(t.pause_was_ignored(5480), "WebKit: wall time in the file");
+        assert!(!t.pause_was_ignored(4100), "the pause was honoured");
     }
 
     #[tokio::test]

@@ -560,7 +560,13 @@ impl Recordings {
     /// Stops a take: checks that every chunk the client sent arrived, fixes
     /// the container, stores it and returns the saved record. Stopping a
     /// take that is already saved returns it again (a retried stop).
-    pub async fn stop(&self, user_id: Uuid, id: Uuid, expected_chunks: Option<u64>) -> RecordingResult<RecordRow> {
+    pub async fn stop(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+        expected_chunks: Option<u64>,
+        timeline: Option<finalize::Timeline>,
+    ) -> RecordingResult<RecordRow> {
         let held = match self.live_of(user_id, id).await {
             Ok(held) => held,
             Err(RecordingError::AlreadySaved(_)) => {
@@ -580,6 +586,9 @@ impl Recordings {
         }
         if chunks == 0 {
             return Err(RecordingError::Empty);
+        }
+        if let Some(timeline) = timeline {
+            timeline.write(&guard.paths.timeline)?;
         }
         self.close_and_finalize(user_id, &mut guard, StoredStatus::Ready).await
     }

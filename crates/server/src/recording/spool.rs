@@ -33,6 +33,8 @@ pub struct SpoolPaths {
     pub fixed: PathBuf,
     /// Input level peaks sent with the chunks, for the waveform.
     pub peaks: PathBuf,
+    /// The client's pause timeline, written at stop (see [`super::finalize::Timeline`]).
+    pub timeline: PathBuf,
 }
 
 impl SpoolPaths {
@@ -42,6 +44,7 @@ impl SpoolPaths {
             index: dir.join(format!("{id}.idx")),
             fixed: dir.join(format!("{id}.fixed")),
             peaks: dir.join(format!("{id}.peaks")),
+            timeline: dir.join(format!("{id}.timeline")),
         }
     }
 
@@ -51,7 +54,7 @@ impl SpoolPaths {
 
     /// Removes every file of the recording (after a confirmed upload).
     pub fn remove(&self) {
-        for p in [&self.data, &self.index, &self.fixed, &self.peaks] {
+        for p in [&self.data, &self.index, &self.fixed, &self.peaks, &self.timeline] {
             if let Err(e) = std::fs::remove_file(p)
                 && e.kind() != std::io::ErrorKind::NotFound
             {
@@ -251,7 +254,7 @@ pub fn old_spool_ids(dir: &Path, min_age: std::time::Duration) -> Vec<Uuid> {
         .filter_map(|e| {
             let name = e.file_name();
             let (stem, ext) = name.to_str()?.rsplit_once('.')?;
-            matches!(ext, "data" | "idx" | "fixed" | "peaks").then(|| Uuid::try_parse(stem).ok()).flatten()
+            matches!(ext, "data" | "idx" | "fixed" | "peaks" | "timeline").then(|| Uuid::try_parse(stem).ok()).flatten()
         })
         .collect();
     ids.sort();

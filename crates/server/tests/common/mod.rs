@@ -160,7 +160,12 @@ pub async fn record_take_as(
         let ack = socket.append(&chunk).await.unwrap();
         assert!(matches!(ack, AppendAck::Ok(_)), "{ack:?}");
     }
-    let stop = StopRecording { user_id: None, recording_id: Some(id), chunks: Some(chunks.len() as u64) };
+    let stop = StopRecording {
+        user_id: None,
+        recording_id: Some(id),
+        chunks: Some(chunks.len() as u64),
+        ..Default::default()
+    };
     let record = match socket.stop(&stop).await.unwrap() {
         StopAck::Ok(ok) => ok.record,
         StopAck::Err(e) => panic!("stop refused: {e:?}"),

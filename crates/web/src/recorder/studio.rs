@@ -448,6 +448,7 @@ impl Inner {
                 user_id: Some(self.session.user_id),
                 recording_id: Some(id),
                 chunks: Some(take.queue.chunk_count()),
+                ..Default::default()
             };
             return Action::Stop { socket, stop };
         }
