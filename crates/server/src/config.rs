@@ -35,6 +35,66 @@ pub struct Config {
     /// balancer that sets it); otherwise the peer address is used.
     pub trust_forwarded_for: bool,
     pub limits: Limits,
+    pub transcription: TranscriptionConfig,
+}
+
+/// The transcription worker (see `transcription/`): which program, how many
+/// at once, which model. Timings other than the environment's are fields so
+/// that tests can shorten them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptionConfig {
+    /// `TRANSCRIPTION`: `off` turns transcripts off (nothing is queued here).
+    pub enabled: bool,
+    /// `TRANSCRIBER_COMMAND`: the worker's command line (split on spaces);
+    /// without one there are no transcripts.
+    pub command: Option<Vec<String>>,
+    /// `TRANSCRIPTION_WORKERS`: worker processes, each one job at a time
+    /// (0: this instance queues jobs but leaves them to others).
+    pub workers: usize,
+    /// `TRANSCRIPTION_MODEL`: a faster-whisper model (a folder, or a name it
+    /// downloads); `None`: the bundled Whisper tiny.en.
+    pub model: Option<String>,
+    /// `TRANSCRIPTION_THREADS`: CPU threads per worker.
+    pub threads: usize,
+    /// A job is killed after 2 minutes plus this many times its audio's length.
+    pub timeout_factor: f64,
+    /// Attempts before a transcript is `failed`.
+    pub max_attempts: i32,
+    /// First wait before a retry; doubled each attempt, at most 10 minutes.
+    pub retry_after: Duration,
+    /// A running job's claim lasts this long unless renewed (a quarter of it
+    /// is the renewal and cancellation check interval).
+    pub lease: Duration,
+    /// How often idle workers look for jobs.
+    pub poll: Duration,
+    /// Audio decoded and transcribed at once, in seconds (memory is flat in
+    /// the recording's length).
+    pub window_secs: u32,
+}
+
+impl Default for TranscriptionConfig {
+    fn default() -> Self {
+        TranscriptionConfig {
+            enabled: true,
+            command: None,
+            workers: 1,
+            model: None,
+            threads: 1,
+            timeout_factor: 4.0,
+            max_attempts: 3,
+            retry_after: Duration::from_secs(30),
+            lease: Duration::from_secs(60),
+            poll: Duration::from_secs(2),
+            window_secs: 600,
+        }
+    }
+}
+
+impl TranscriptionConfig {
+    /// Whether this instance transcribes (or at least queues) at all.
+    pub fn is_on(&self) -> bool {
+        self.enabled && self.command.is_some()
+    }
 }
 
 /// How spool writes are made (`SPOOL_IO`).
@@ -189,6 +249,23 @@ impl Config {
                 "HTTP_HEADER_TIMEOUT_SECS, MAX_HTTP_CONNECTIONS and UPLOAD_BYTES_PER_SEC must be above 0".into(),
             ));
         }
+        let transcription = TranscriptionConfig {
+            enabled: match get("TRANSCRIPTION").as_deref().map(str::trim) {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(other) => return Err(ConfigError(format!("TRANSCRIPTION must be `on` or `off`, not `{other}`"))),
+            },
+            command: get("TRANSCRIBER_COMMAND").map(|c| c.split_whitespace().map(str::to_string).collect()),
+            workers: parse(&get, "TRANSCRIPTION_WORKERS", 1)?,
+            model: get("TRANSCRIPTION_MODEL").map(|m| m.trim().to_string()),
+            threads: parse(&get, "TRANSCRIPTION_THREADS", 1)?,
+            ..TranscriptionConfig::default()
+        };
+        if transcription.workers > 64 || !(1..=64).contains(&transcription.threads) {
+            return Err(ConfigError(
+                "TRANSCRIPTION_WORKERS must be from 0 to 64 and TRANSCRIPTION_THREADS from 1 to 64".into(),
+            ));
+        }
         Ok(Config {
             host: get("HOST").unwrap_or_else(|| "0.0.0.0".into()),
             port,
@@ -205,6 +282,7 @@ impl Config {
             link_secret: get("LINK_SECRET"),
             trust_forwarded_for: parse(&get, "TRUST_X_FORWARDED_FOR", false)?,
             limits,
+            transcription,
         })
     }
 }
@@ -239,6 +317,30 @@ mod tests {
         assert_eq!(c.storage, StorageConfig::Local { dir: "./public".into() });
         assert_eq!(c.limits.max_chunk_bytes, 1024 * 1024);
         assert_eq!(c.limits.recording_grace, Duration::from_secs(600));
+        assert_eq!(c.transcription, TranscriptionConfig::default());
+        assert!(!c.transcription.is_on(), "no worker command: no transcripts");
+    }
+
+    #[test]
+    fn transcription_settings() {
+        let c = config(&[
+            ("TRANSCRIBER_COMMAND", " /venv/bin/python  /app/transcriber.py "),
+            ("TRANSCRIPTION_WORKERS", "2"),
+            ("TRANSCRIPTION_MODEL", "/models/small"),
+        ])
+        .unwrap();
+        let t = c.transcription;
+        assert_eq!(t.command, Some(vec!["/venv/bin/python".to_string(), "/app/transcriber.py".to_string()]));
+        assert_eq!((t.workers, t.model.as_deref(), t.threads), (2, Some("/models/small"), 1));
+        assert!(t.is_on());
+        let off = config(&[("TRANSCRIBER_COMMAND", "w"), ("TRANSCRIPTION", "off")]).unwrap();
+        assert!(!off.transcription.is_on());
+        for (name, value) in
+            [("TRANSCRIPTION", "maybe"), ("TRANSCRIPTION_WORKERS", "-1"), ("TRANSCRIPTION_WORKERS", "65"), ("TRANSCRIPTION_THREADS", "0")]
+        {
+            let e = config(&[(name, value)]).unwrap_err();
+            assert!(e.to_string().contains(name), "{name}={value}: {e}");
+        }
     }
 
     #[test]

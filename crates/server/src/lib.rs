@@ -14,6 +14,7 @@ pub mod recording;
 pub mod storage;
 pub mod telemetry;
 pub mod testing;
+pub mod transcription;
 
 use std::net::SocketAddr;
 use std::ops::Deref;
@@ -42,6 +43,8 @@ pub struct AppContext {
     pub onboard_rate: Option<limits::OnboardRate>,
     /// Socket events, audio bytes and connections per user.
     pub rates: limits::UserRates,
+    /// The transcription workers, when this instance transcribes.
+    pub transcription: Option<Arc<transcription::Transcription>>,
 }
 
 impl Deref for AppState {
@@ -86,7 +89,19 @@ impl AppState {
             Arc::new(Recordings::new(db.clone(), storage.clone(), config.limits.clone(), config.spool_dir.clone()));
         let onboard_rate = limits::OnboardRate::new(config.limits.onboard_per_minute);
         let rates = limits::UserRates::new(config.limits.upload_bytes_per_sec, config.limits.max_chunk_bytes as u64);
-        Ok(AppState(Arc::new(AppContext { config, db, storage, recordings, links, onboard_rate, rates })))
+        let transcription =
+            transcription::Transcription::new(&config, db.clone(), storage.clone(), recordings.instance_id);
+        // Whether takes that become ready get a transcript job (in the
+        // database, for every instance); without a worker command this
+        // instance leaves the choice as it is.
+        if transcription.is_some() {
+            db.set_transcripts_queued(true).await?;
+        } else if !config.transcription.enabled {
+            db.set_transcripts_queued(false).await?;
+        } else {
+            tracing::info!("no transcripts: TRANSCRIBER_COMMAND is not set");
+        }
+        Ok(AppState(Arc::new(AppContext { config, db, storage, recordings, links, onboard_rate, rates, transcription })))
     }
 }
 
@@ -144,7 +159,8 @@ async fn serve_in_span(
     let local: SocketAddr = listener.local_addr().map_err(|e| StartError::Bind("listener".into(), e))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let reaper = tokio::spawn(state.recordings.clone().run_reaper(stop_rx.clone()).in_current_span());
-    let forget = tokio::spawn(forget_idle_rates(state.clone(), stop_rx).in_current_span());
+    let forget = tokio::spawn(forget_idle_rates(state.clone(), stop_rx.clone()).in_current_span());
+    let transcription = state.transcription.clone().map(|t| tokio::spawn(t.run(stop_rx).in_current_span()));
     tracing::info!(
         address = %local, public_url = %state.config.public_url, database = state.db.backend(),
         storage = if state.storage.is_s3() { "s3" } else { "local" }, instance_id = %state.recordings.instance_id,
@@ -166,6 +182,9 @@ async fn serve_in_span(
     .await;
     let _ = reaper.await;
     let _ = forget.await;
+    if let Some(transcription) = transcription {
+        let _ = transcription.await;
+    }
     state.recordings.sync_all().await;
     state.db.close().await;
     Ok(())

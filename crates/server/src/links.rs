@@ -7,7 +7,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use uuid::Uuid;
 
-use audiobook_wire::Record;
+use audiobook_wire::{Record, TranscriptStatus};
 
 use crate::db::RecordRow;
 
@@ -77,6 +77,18 @@ impl Links {
                 crate::db::StoredStatus::Recording => Some(row.client_connected.unwrap_or(false)),
                 _ => None,
             },
+            transcript: match row.transcript_status.as_deref() {
+                Some("queued") => TranscriptStatus::Queued,
+                Some("running") => TranscriptStatus::Running,
+                Some("ready") => TranscriptStatus::Ready,
+                Some("failed") => TranscriptStatus::Failed,
+                _ => TranscriptStatus::None,
+            },
+            transcript_progress: match row.transcript_status.as_deref() {
+                Some("running") => row.transcript_progress.map(|p| (p.clamp(0.0, 1.0) * 100.0) as u8),
+                _ => None,
+            },
+            transcript_match: None,
         }
     }
 }

@@ -121,3 +121,17 @@ pub fn s3_config(endpoint: &str) -> crate::config::StorageConfig {
         endpoint: Some(endpoint.to_string()),
     }
 }
+
+/// The transcription worker's command line the test command set up
+/// (`TEST_TRANSCRIBER_COMMAND`: the worker's virtualenv Python and
+/// `transcriber/transcriber.py`), or `None` (with a note) without one.
+pub fn transcriber_or_skip() -> Option<Vec<String>> {
+    match std::env::var("TEST_TRANSCRIBER_COMMAND") {
+        Ok(c) if !c.trim().is_empty() => Some(c.split_whitespace().map(str::to_string).collect()),
+        _ if required() => panic!("TEST_TRANSCRIBER_COMMAND is not set; run the tests with `cargo xtask test`"),
+        _ => {
+            eprintln!("skipped: TEST_TRANSCRIBER_COMMAND is not set (cargo xtask test installs the worker)");
+            None
+        }
+    }
+}

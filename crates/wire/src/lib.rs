@@ -82,6 +82,94 @@ pub struct Record {
     /// now (`false`: it waits for the device that recorded it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_connected: Option<bool>,
+    /// Where its transcript stands (`none` from servers that predate them).
+    #[serde(default)]
+    pub transcript: TranscriptStatus,
+    /// While the transcript is `running`: how far it got, 0–100, when the
+    /// worker has said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript_progress: Option<u8>,
+    /// In an answer to `GET /records/:id?q=`: where the transcript matches
+    /// (absent when only the name does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript_match: Option<TranscriptMatch>,
+}
+
+/// Where a recording's transcript stands.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TranscriptStatus {
+    /// None was asked for (transcription off, or the take is not `ready`).
+    #[default]
+    None,
+    /// Waiting for a worker (or for a retry after a failed attempt).
+    Queued,
+    /// A worker is transcribing it.
+    Running,
+    /// `GET /recordings/:id/transcript` has it.
+    Ready,
+    /// Given up after a few attempts; the transcript endpoint says why.
+    Failed,
+}
+
+/// `GET /recordings/:id/transcript`: what was said, in time order. Times
+/// are milliseconds from the start of the audio.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Transcript {
+    pub recording_id: Uuid,
+    /// The spoken language (e.g. `en`), when the model said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// The model that made it (e.g. `tiny.en`).
+    pub model: String,
+    pub segments: Vec<TranscriptSegment>,
+}
+
+/// A stretch of speech (a sentence or so) with its words.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TranscriptSegment {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub text: String,
+    #[serde(default)]
+    pub words: Vec<TranscriptWord>,
+}
+
+/// One word as spoken, with its punctuation (`"dog,"`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TranscriptWord {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub text: String,
+    /// The model's confidence, 0–1.
+    #[serde(default)]
+    pub probability: f32,
+}
+
+/// Where a search matched a transcript: a few words around the first match,
+/// the matching words marked, and when the first match is spoken.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TranscriptMatch {
+    /// Plain text pieces in order; render `hit` pieces highlighted (they are
+    /// text, never markup).
+    pub snippet: Vec<SnippetPart>,
+    /// Milliseconds from the start of the audio.
+    pub at_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct SnippetPart {
+    pub text: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hit: bool,
+}
+
+/// `POST /recordings/:id/share` body (optional): whether the share page
+/// shows the transcript too. Absent: as it was (new shares: `false`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ShareOptions {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<bool>,
 }
 
 /// Every error body of the REST API.
@@ -118,6 +206,10 @@ pub struct SharedRecording {
     pub duration_ms: u64,
     pub created_at: DateTime<Utc>,
     pub mime_type: String,
+    /// Whether the owner shared the transcript: then it is at
+    /// `/s/:token/transcript` (JSON, `?format=vtt`, `?format=txt`) once ready.
+    #[serde(default)]
+    pub transcript: bool,
 }
 
 /// `GET /records/:id?limit=N`: the response header holding the `before`
@@ -395,6 +487,22 @@ mod tests {
         assert_eq!(v["name"], "Ann");
         assert_eq!(v["token"], "t");
         assert_eq!(serde_json::to_value(RecordStatus::Interrupted).unwrap(), json!("interrupted"));
+    }
+
+    #[test]
+    fn records_of_older_servers_parse_with_no_transcript() {
+        let now = Utc::now();
+        let v = json!({
+            "id": Uuid::nil(), "user_id": Uuid::nil(), "name": "A", "link": "http://x/m", "mime_type": "audio/webm",
+            "size_bytes": 1, "duration_ms": 2, "status": "ready", "created_at": now, "updated_at": now
+        });
+        let r: Record = serde_json::from_value(v).unwrap();
+        assert_eq!((r.transcript, r.transcript_progress, &r.transcript_match), (TranscriptStatus::None, None, &None));
+        let out = serde_json::to_value(&r).unwrap();
+        assert_eq!(out["transcript"], "none");
+        assert!(out.get("transcript_match").is_none() && out.get("transcript_progress").is_none());
+        let part = serde_json::to_value(SnippetPart { text: "x".into(), hit: false }).unwrap();
+        assert_eq!(part, json!({"text": "x"}));
     }
 
     #[test]

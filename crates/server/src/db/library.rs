@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Db, RECORD_COLUMNS, RecordRow, now};
+use super::{Db, RECORD_LIST_COLUMNS, RecordRow, now};
 
 /// Statuses of records that are saved (shareable, deletable). Lists show
 /// live takes too.
@@ -20,6 +20,8 @@ pub struct RecordQuery {
     pub name_contains: Option<String>,
     /// At most this many rows; `None` for all of them.
     pub limit: Option<u32>,
+    /// Rows skipped first (pages of search results, which are ranked).
+    pub offset: u32,
 }
 
 /// What `delete_saved_record` did.
@@ -80,23 +82,32 @@ impl Db {
         })
     }
 
-    /// Revokes a record's share link (if it had one).
+    /// Revokes a record's share link (if it had one), and with it the
+    /// transcript's.
     pub async fn unshare_record(&self, id: Uuid) -> Result<(), sqlx::Error> {
-        let sql = "UPDATE records SET share_token = NULL WHERE id = $1";
+        let sql = "UPDATE records SET share_token = NULL, share_transcript = FALSE WHERE id = $1";
         on_pool!(self, p => sqlx::query(sql).bind(id).execute(p).await.map(|_| ()))
     }
 
     /// The saved record shared under `token`, if the link is still valid.
     pub async fn shared_record(&self, token: &str) -> Result<Option<RecordRow>, sqlx::Error> {
-        let sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE share_token = $1 AND status IN {SAVED}");
+        let sql = format!("SELECT {RECORD_LIST_COLUMNS} FROM records WHERE share_token = $1 AND status IN {SAVED}");
         on_read_pool!(self, p => sqlx::query_as(&sql).bind(token).fetch_optional(p).await)
     }
 
     /// A user's records (live takes included), newest first, filtered and paged by `q`.
     /// Case-insensitivity is `LOWER()`'s: full Unicode on PostgreSQL with a
-    /// UTF-8 locale, ASCII letters only on SQLite.
+    /// UTF-8 locale, ASCII letters only on SQLite. A query with words in it
+    /// matches transcripts too, and its answers are ranked (see
+    /// [`Db::search_records`]).
     pub async fn find_records(&self, user_id: Uuid, q: &RecordQuery) -> Result<Vec<RecordRow>, sqlx::Error> {
-        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE user_id = $1");
+        if let Some(text) = q.name_contains.as_deref() {
+            let terms = crate::transcription::text::search_terms(text);
+            if !terms.is_empty() {
+                return self.search_records(user_id, text, &terms, q).await;
+            }
+        }
+        let mut sql = format!("SELECT {RECORD_LIST_COLUMNS} FROM records WHERE user_id = $1");
         let pattern = q.name_contains.as_deref().map(|t| format!("%{}%", like_escape(&t.to_lowercase())));
         let mut n = 1;
         if q.before.is_some() {
@@ -107,7 +118,7 @@ impl Db {
             sql.push_str(&format!(" AND LOWER(name) LIKE ${} ESCAPE '\\'", n + 1));
             n += 1;
         }
-        sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ${}", n + 1));
+        sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}", n + 1, n + 2));
         let limit = q.limit.map(i64::from).unwrap_or(i64::MAX);
         on_read_pool!(self, p => {
             let mut query = sqlx::query_as(&sql).bind(user_id);
@@ -117,7 +128,7 @@ impl Db {
             if let Some(pattern) = &pattern {
                 query = query.bind(pattern);
             }
-            query.bind(limit).fetch_all(p).await
+            query.bind(limit).bind(i64::from(q.offset)).fetch_all(p).await
         })
     }
 }

@@ -69,6 +69,7 @@ macro_rules! on_read_pool {
 pub mod library;
 pub mod limits;
 pub mod takes;
+pub mod transcripts;
 
 /// Timestamps are kept to the microsecond, what PostgreSQL stores, so a value
 /// read back equals the value written.
@@ -151,6 +152,12 @@ pub struct RecordRow {
     pub attempts: i32,
     /// For a live take: whether a client is connected to it (last reported).
     pub client_connected: Option<bool>,
+    /// Its transcript's status and progress (0–1), where the query asked
+    /// for them (see `RECORD_LIST_COLUMNS`).
+    #[sqlx(default)]
+    pub transcript_status: Option<String>,
+    #[sqlx(default)]
+    pub transcript_progress: Option<f64>,
 }
 
 impl RecordRow {
@@ -185,6 +192,13 @@ pub struct FinishedRecording {
 
 const RECORD_COLUMNS: &str = "id, user_id, name, storage_key, mime_type, size_bytes, duration_ms, status, outcome, \
      owner_instance, last_seen_at, created_at, updated_at, attempts, client_connected";
+
+/// [`RECORD_COLUMNS`] and the transcript's status, for what the API shows
+/// (`FROM records` unaliased).
+const RECORD_LIST_COLUMNS: &str = "id, user_id, name, storage_key, mime_type, size_bytes, duration_ms, status, \
+     outcome, owner_instance, last_seen_at, created_at, updated_at, attempts, client_connected, \
+     (SELECT t.status FROM transcripts t WHERE t.record_id = records.id) AS transcript_status, \
+     (SELECT t.progress FROM transcripts t WHERE t.record_id = records.id) AS transcript_progress";
 
 impl Db {
     /// Connects to `sqlite://...` or `postgres://...` and applies the migrations.
@@ -290,13 +304,14 @@ impl Db {
     // ------------------------------------------------------------ records
 
     pub async fn record(&self, id: Uuid) -> Result<Option<RecordRow>, sqlx::Error> {
-        let sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE id = $1");
+        let sql = format!("SELECT {RECORD_LIST_COLUMNS} FROM records WHERE id = $1");
         on_read_pool!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await)
     }
 
     /// A user's records, live takes included, newest first.
     pub async fn records_of(&self, user_id: Uuid) -> Result<Vec<RecordRow>, sqlx::Error> {
-        let sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE user_id = $1 ORDER BY created_at DESC, id DESC");
+        let sql =
+            format!("SELECT {RECORD_LIST_COLUMNS} FROM records WHERE user_id = $1 ORDER BY created_at DESC, id DESC");
         on_read_pool!(self, p => sqlx::query_as(&sql).bind(user_id).fetch_all(p).await)
     }
 

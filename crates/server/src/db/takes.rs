@@ -113,6 +113,8 @@ impl Db {
                 updated_at: at,
                 attempts: 0,
                 client_connected: None,
+                transcript_status: None,
+                transcript_progress: None,
             },
             bytes_left,
         }))

@@ -7,6 +7,7 @@ mod metrics;
 mod recordings;
 mod records;
 pub mod serve;
+mod transcripts;
 mod users;
 mod waveform;
 
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(media::router())
         .merge(metrics::router())
         .merge(waveform::router())
+        .merge(transcripts::router())
         .method_not_allowed_fallback(method_not_allowed);
     let app = match &state.config.web_dist {
         // Client routes (/onboard, /recorder, /records) answer index.html.

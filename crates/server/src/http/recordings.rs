@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use audiobook_wire::{MAX_RECORDING_NAME_CHARS, Record, ShareLink, SharedRecording};
+use audiobook_wire::{MAX_RECORDING_NAME_CHARS, Record, ShareLink, ShareOptions, SharedRecording};
 
 use super::IdPath;
 use crate::AppState;
@@ -37,7 +37,7 @@ pub fn router() -> Router<AppState> {
 
 /// The record `id` if `me` owns it: 404 when there is none, 403 when it is
 /// someone else's.
-async fn owned(state: &AppState, id: Uuid, me: Uuid) -> AppResult<RecordRow> {
+pub(super) async fn owned(state: &AppState, id: Uuid, me: Uuid) -> AppResult<RecordRow> {
     let row =
         state.db.record(id).await?.ok_or_else(|| AppError::NotFound("There is no recording with this id.".into()))?;
     if row.user_id != me {
@@ -110,15 +110,28 @@ async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `POST /recordings/:id/share` → 201 `{"url"}` (200 with the same URL when
-/// it was already shared).
+/// `POST /recordings/:id/share` (optional body `{"transcript": true}`: the
+/// page shows the transcript too) → 201 `{"url"}` (200 with the same URL
+/// when it was already shared).
 ///
 /// The token is 256 random bits, stored in plain text rather than hashed:
 /// the owner must get the same URL back each time they ask, and the token
 /// only grants playing this one recording until it is revoked, unlike a
 /// bearer token that would open the whole account.
-async fn share(IdPath(id): IdPath, CurrentUser(me): CurrentUser, State(state): State<AppState>) -> AppResult<Response> {
+async fn share(
+    IdPath(id): IdPath,
+    CurrentUser(me): CurrentUser,
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> AppResult<Response> {
     let row = owned(&state, id, me.id).await?;
+    let body = body.map_err(|_| AppError::BadRequest("The request body could not be read.".into()))?;
+    let options: ShareOptions = if body.iter().all(u8::is_ascii_whitespace) {
+        ShareOptions::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|_| AppError::BadRequest("The body must be empty or JSON like {\"transcript\": true}.".into()))?
+    };
     if is_live(&row) {
         return Err(AppError::Conflict(
             "This recording is still being recorded or saved; share it once it is saved.".into(),
@@ -128,6 +141,9 @@ async fn share(IdPath(id): IdPath, CurrentUser(me): CurrentUser, State(state): S
     let Some(token) = state.db.share_record(id, &fresh).await? else {
         return Err(AppError::NotFound("This recording was just deleted.".into()));
     };
+    if let Some(transcript) = options.transcript {
+        state.db.set_share_transcript(id, transcript).await?;
+    }
     let status = if token == fresh {
         tracing::info!(recording_id = %id, user_id = %me.id, "recording shared");
         StatusCode::CREATED
@@ -157,7 +173,7 @@ const GONE: &str = "This share link does not exist or was revoked by its owner."
 
 /// The recording shared under `token`; 404 for anything else (an unknown,
 /// revoked or malformed token, or a recording deleted since).
-async fn shared(state: &AppState, token: &str) -> AppResult<RecordRow> {
+pub(super) async fn shared(state: &AppState, token: &str) -> AppResult<RecordRow> {
     let plausible =
         (16..=128).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !plausible {
@@ -168,7 +184,7 @@ async fn shared(state: &AppState, token: &str) -> AppResult<RecordRow> {
 
 /// Headers of every public share answer: never cached (a revoke takes effect
 /// at once), never indexed, and the token is not sent on as a `Referer`.
-fn private(mut response: Response) -> Response {
+pub(super) fn private(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
@@ -183,7 +199,11 @@ fn private(mut response: Response) -> Response {
 async fn share_page(Path(token): Path<String>, headers: HeaderMap, State(state): State<AppState>) -> Response {
     match shared(&state, &token).await {
         Ok(row) => {
-            let mut response = Html(share_html(&row, &token)).into_response();
+            let transcript = match super::transcripts::shared_transcript(&state, &row).await {
+                Ok(t) => t,
+                Err(e) => return private(e.into_response()),
+            };
+            let mut response = Html(share_html(&row, &token, transcript.as_ref())).into_response();
             response.headers_mut().insert(
                 header::CONTENT_SECURITY_POLICY,
                 // Audio may be redirected to the storage (S3) origin.
@@ -234,6 +254,7 @@ async fn share_info(Path(token): Path<String>, State(state): State<AppState>) ->
             duration_ms: row.duration_ms.max(0) as u64,
             created_at: row.created_at,
             mime_type: row.mime_type,
+            transcript: state.db.shares_transcript(row.id).await?,
         })
         .into_response(),
     ))
@@ -241,16 +262,24 @@ async fn share_info(Path(token): Path<String>, State(state): State<AppState>) ->
 
 // ------------------------------------------------------------ the share page
 
-fn share_html(row: &RecordRow, token: &str) -> String {
+fn share_html(row: &RecordRow, token: &str, transcript: Option<&audiobook_wire::Transcript>) -> String {
     let name = escape_html(&row.name);
     let when = row.created_at.format("%-d %B %Y, %H:%M UTC");
     let duration =
         if row.duration_ms > 0 { format!(" · {}", format_duration(row.duration_ms as u64)) } else { String::new() };
     let body = format!(
         "<h1>{name}</h1>\n<p class=\"meta\"><time datetime=\"{iso}\">{when}</time>{duration}</p>\n\
-         <audio controls preload=\"metadata\" src=\"/s/{token}/audio\"></audio>\n\
-         <p><a href=\"/s/{token}/audio?download=1\">Download</a></p>",
+         <audio controls preload=\"metadata\" src=\"/s/{token}/audio\">{track}</audio>\n\
+         <p><a href=\"/s/{token}/audio?download=1\">Download</a></p>{text}",
         iso = row.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        track = match transcript {
+            Some(t) => format!(
+                "<track kind=\"captions\" srclang=\"{}\" label=\"Transcript\" src=\"/s/{token}/transcript?format=vtt\" default>",
+                escape_html(t.language.as_deref().unwrap_or("en"))
+            ),
+            None => String::new(),
+        },
+        text = transcript.map(super::transcripts::transcript_html).unwrap_or_default(),
     );
     page(&row.name, &body)
 }
@@ -274,6 +303,7 @@ border-radius:12px}\
 h1{font-size:1.4rem;margin:0 0 .25rem;overflow-wrap:anywhere}\
 .meta{margin:0 0 1rem;opacity:.7}\
 audio{width:100%}\
+.transcript{margin-top:1rem;line-height:1.5}.transcript h2{font-size:1rem;margin:0 0 .25rem}.transcript p{margin:.25rem 0}\
 a{color:LinkText}\
 footer{margin-top:1rem;font-size:.8rem;opacity:.6}";
 

@@ -18,6 +18,7 @@ use crate::auth::CurrentUser;
 use crate::db::RecordRow;
 use crate::db::library::RecordQuery;
 use crate::error::{AppError, AppResult};
+use crate::transcription::text::{find_match, search_terms};
 
 /// Longest `q`, in characters.
 const MAX_QUERY_CHARS: usize = 100;
@@ -47,17 +48,25 @@ async fn list(
     owner_only(&state, id, me.id).await?;
     let Query(params) = params.map_err(|_| AppError::BadRequest("The query string could not be read.".into()))?;
     let query = parse_params(&params)?;
+    // Words in `q` search transcripts too; those answers are ranked, so
+    // their pages are counted, not positions in time.
+    let terms = query.name_contains.as_deref().map(search_terms).unwrap_or_default();
     let Some(limit) = query.limit else {
         let rows = state.db.find_records(id, &query).await?;
-        return Ok(Json(records(&state, &rows)).into_response());
+        return Ok(Json(records(&state, id, &rows, &terms).await?).into_response());
     };
     // One row more than asked tells whether there is a next page.
+    let offset = query.offset;
     let mut rows = state.db.find_records(id, &RecordQuery { limit: Some(limit + 1), ..query }).await?;
     let next = (rows.len() > limit as usize).then(|| {
         rows.truncate(limit as usize);
-        rows.last().map(|r| encode_cursor(r.created_at, r.id))
+        if terms.is_empty() {
+            rows.last().map(|r| encode_cursor(r.created_at, r.id))
+        } else {
+            Some(encode_offset(offset + limit))
+        }
     });
-    let mut response = Json(records(&state, &rows)).into_response();
+    let mut response = Json(records(&state, id, &rows, &terms).await?).into_response();
     if let Some(Some(cursor)) = next {
         response.headers_mut().insert(
             HeaderName::from_static(NEXT_CURSOR_HEADER),
@@ -67,8 +76,21 @@ async fn list(
     Ok(response)
 }
 
-fn records(state: &AppState, rows: &[RecordRow]) -> Vec<Record> {
-    rows.iter().map(|r| state.links.record(r)).collect()
+/// The rows as the API shows them; for a search, with where each
+/// transcript matched (a snippet and the time of the first match).
+async fn records(state: &AppState, user_id: Uuid, rows: &[RecordRow], terms: &[String]) -> AppResult<Vec<Record>> {
+    let mut records: Vec<Record> = rows.iter().map(|r| state.links.record(r)).collect();
+    if terms.is_empty() {
+        return Ok(records);
+    }
+    let ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
+    let texts = state.db.transcript_texts(user_id, &ids).await?;
+    for record in &mut records {
+        if let Some(t) = texts.iter().find(|t| t.record_id == record.id) {
+            record.transcript_match = find_match(&t.text, &t.word_ms, terms);
+        }
+    }
+    Ok(records)
 }
 
 fn parse_params(p: &ListParams) -> AppResult<RecordQuery> {
@@ -83,27 +105,45 @@ fn parse_params(p: &ListParams) -> AppResult<RecordQuery> {
             }
         },
     };
-    let before = match p.before.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(raw) => Some(decode_cursor(raw).ok_or_else(|| {
-            AppError::BadRequest(
-                "`before` is not a cursor this server gave out; start again from the first page.".into(),
-            )
-        })?),
+    let (before, offset) = match p.before.as_deref().map(str::trim) {
+        None | Some("") => (None, 0),
+        Some(raw) => match (decode_cursor(raw), decode_offset(raw)) {
+            (Some(position), _) => (Some(position), 0),
+            (None, Some(offset)) => (None, offset),
+            (None, None) => {
+                return Err(AppError::BadRequest(
+                    "`before` is not a cursor this server gave out; start again from the first page.".into(),
+                ));
+            }
+        },
     };
     let name_contains = match p.q.as_deref().map(str::trim) {
         None | Some("") => None,
         Some(q) if audiobook_wire::char_len(q) > MAX_QUERY_CHARS => {
             return Err(AppError::BadRequest(format!("`q` is longer than {MAX_QUERY_CHARS} characters.")));
         }
+        // A NUL cannot be stored or compared by PostgreSQL.
+        Some(q) if q.chars().any(char::is_control) => {
+            return Err(AppError::BadRequest("`q` must not contain control characters.".into()));
+        }
         Some(q) => Some(q.to_string()),
     };
-    Ok(RecordQuery { before, name_contains, limit })
+    Ok(RecordQuery { before, name_contains, limit, offset })
 }
 
 /// An opaque position in the newest-first order: `created_at` (µs) and `id`.
 pub fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}.{}", at.timestamp_micros(), id.simple()))
+}
+
+/// A page of ranked search results: how many answers come before it.
+pub fn encode_offset(offset: u32) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("o{offset}"))
+}
+
+pub fn decode_offset(cursor: &str) -> Option<u32> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    std::str::from_utf8(&raw).ok()?.strip_prefix('o')?.parse().ok().filter(|n| *n <= 1_000_000)
 }
 
 pub fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
@@ -123,7 +163,12 @@ mod tests {
         assert_eq!(decode_cursor(&encode_cursor(at, id)), Some((at, id)));
         for bad in ["", "!!", "bm9wZQ", &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("12.zz")] {
             assert_eq!(decode_cursor(bad), None, "{bad}");
+            assert_eq!(decode_offset(bad), None, "{bad}");
         }
+        assert_eq!(decode_offset(&encode_offset(40)), Some(40));
+        assert_eq!(decode_cursor(&encode_offset(40)), None);
+        assert_eq!(decode_offset(&encode_cursor(at, id)), None);
+        assert_eq!(decode_offset(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("o-1")), None);
     }
 
     #[test]
@@ -140,5 +185,6 @@ mod tests {
         }
         assert_eq!(parse_params(&p(None, Some("  "))).unwrap().name_contains, None);
         assert_eq!(parse_params(&p(None, Some(&"é".repeat(101)))).unwrap_err().status(), 400);
+        assert_eq!(parse_params(&p(None, Some("a\u{0}b"))).unwrap_err().status(), 400);
     }
 }
