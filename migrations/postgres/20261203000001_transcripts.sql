@@ -25,9 +25,11 @@ CREATE TABLE transcripts (
     created_at  TIMESTAMPTZ NOT NULL,
     updated_at  TIMESTAMPTZ NOT NULL,
     -- Full-text search: no stemming and no accent folding ('simple'), like
-    -- the SQLite index. A tsvector must stay under 1 MB: the first million
-    -- characters (about 180,000 words, 20 hours of speech) are indexed.
-    search      TSVECTOR GENERATED ALWAYS AS (to_tsvector('simple', left(COALESCE(text, ''), 1000000))) STORED
+    -- the SQLite index. Made from the text's terms as the server splits
+    -- them (letter and digit runs, lowercased), so both backends and the
+    -- server agree on what a word is; a tsvector must stay under 1 MB, so
+    -- at most the first million characters of terms are indexed.
+    search      TSVECTOR
 );
 CREATE INDEX transcripts_due ON transcripts (status, due_at) WHERE status IN ('queued', 'running');
 CREATE INDEX transcripts_by_user ON transcripts (user_id);

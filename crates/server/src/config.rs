@@ -335,9 +335,12 @@ mod tests {
         assert!(t.is_on());
         let off = config(&[("TRANSCRIBER_COMMAND", "w"), ("TRANSCRIPTION", "off")]).unwrap();
         assert!(!off.transcription.is_on());
-        for (name, value) in
-            [("TRANSCRIPTION", "maybe"), ("TRANSCRIPTION_WORKERS", "-1"), ("TRANSCRIPTION_WORKERS", "65"), ("TRANSCRIPTION_THREADS", "0")]
-        {
+        for (name, value) in [
+            ("TRANSCRIPTION", "maybe"),
+            ("TRANSCRIPTION_WORKERS", "-1"),
+            ("TRANSCRIPTION_WORKERS", "65"),
+            ("TRANSCRIPTION_THREADS", "0"),
+        ] {
             let e = config(&[(name, value)]).unwrap_err();
             assert!(e.to_string().contains(name), "{name}={value}: {e}");
         }

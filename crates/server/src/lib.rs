@@ -101,7 +101,16 @@ impl AppState {
         } else {
             tracing::info!("no transcripts: TRANSCRIBER_COMMAND is not set");
         }
-        Ok(AppState(Arc::new(AppContext { config, db, storage, recordings, links, onboard_rate, rates, transcription })))
+        Ok(AppState(Arc::new(AppContext {
+            config,
+            db,
+            storage,
+            recordings,
+            links,
+            onboard_rate,
+            rates,
+            transcription,
+        })))
     }
 }
 

@@ -72,8 +72,7 @@ pub enum QueueOutcome {
     NotReady,
 }
 
-const COLUMNS: &str =
-    "record_id, user_id, status, attempts, due_at, claimed_by, progress, last_error, model, language";
+const COLUMNS: &str = "record_id, user_id, status, attempts, due_at, claimed_by, progress, last_error, model, language";
 
 /// Errors kept in a row are bounded.
 fn truncate(error: &str) -> String {
@@ -82,6 +81,22 @@ fn truncate(error: &str) -> String {
 
 fn at(after: Duration) -> DateTime<Utc> {
     now() + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::MAX)
+}
+
+/// What PostgreSQL's index is made from: the text's terms, space-separated,
+/// at most a million characters (a tsvector must stay under 1 MB).
+fn search_text(text: &str) -> String {
+    let mut out = String::new();
+    for term in crate::transcription::text::terms(text) {
+        if out.len() + term.len() + 1 > 1_000_000 {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&term);
+    }
+    out
 }
 
 /// The owner token of SQLite's full-text index (see the migration).
@@ -197,12 +212,29 @@ impl Db {
         instance: Uuid,
         t: &StoredTranscript,
     ) -> Result<bool, sqlx::Error> {
-        let sql = "UPDATE transcripts SET status = 'ready', due_at = NULL, claimed_by = NULL, progress = NULL, \
-                   last_error = NULL, model = $3, language = $4, segments = $5, text = $6, word_ms = $7, updated_at = $8 \
-                   WHERE record_id = $1 AND claimed_by = $2 AND status = 'running'";
-        let n = on_pool!(self, p => sqlx::query(sql).bind(record_id).bind(instance).bind(&t.model).bind(&t.language)
-            .bind(&t.segments_json).bind(&t.text).bind(&t.word_ms).bind(now())
-            .execute(p).await.map(|r| r.rows_affected()))?;
+        let sql = match self {
+            // SQLite's index follows `text` (triggers).
+            Db::Sqlite(_) => {
+                "UPDATE transcripts SET status = 'ready', due_at = NULL, claimed_by = NULL, progress = NULL, \
+                 last_error = NULL, model = $3, language = $4, segments = $5, text = $6, word_ms = $7, updated_at = $8 \
+                 WHERE record_id = $1 AND claimed_by = $2 AND status = 'running'"
+            }
+            Db::Postgres(_) => {
+                "UPDATE transcripts SET status = 'ready', due_at = NULL, claimed_by = NULL, progress = NULL, \
+                 last_error = NULL, model = $3, language = $4, segments = $5, text = $6, word_ms = $7, updated_at = $8, \
+                 search = to_tsvector('simple', $9) WHERE record_id = $1 AND claimed_by = $2 AND status = 'running'"
+            }
+        };
+        let terms = search_text(&t.text);
+        let postgres = matches!(self, Db::Postgres(_));
+        let n = on_pool!(self, p => {
+            let mut q = sqlx::query(sql).bind(record_id).bind(instance).bind(&t.model).bind(&t.language)
+                .bind(&t.segments_json).bind(&t.text).bind(&t.word_ms).bind(now());
+            if postgres {
+                q = q.bind(&terms);
+            }
+            q.execute(p).await.map(|r| r.rows_affected())
+        })?;
         Ok(n == 1)
     }
 

@@ -99,7 +99,11 @@ fn parse(json: &str) -> AppResult<Transcript> {
 }
 
 /// `POST /recordings/:id/transcript` → 202 with the record: queued (again).
-async fn request(IdPath(id): IdPath, CurrentUser(me): CurrentUser, State(state): State<AppState>) -> AppResult<Response> {
+async fn request(
+    IdPath(id): IdPath,
+    CurrentUser(me): CurrentUser,
+    State(state): State<AppState>,
+) -> AppResult<Response> {
     owned(&state, id, me.id).await?;
     if state.transcription.is_none() {
         return Err(AppError::Unavailable("Transcription is off on this server.".into()));

@@ -113,7 +113,8 @@ impl Transcription {
         for job in due {
             if job.status == "running" && job.attempts >= self.config.max_attempts {
                 // Its instance died with it that often: do not try again.
-                let why = format!("transcribing was interrupted {} times (the server or its worker died)", job.attempts);
+                let why =
+                    format!("transcribing was interrupted {} times (the server or its worker died)", job.attempts);
                 if self.db.give_up_transcript(&job, &why).await.unwrap_or(false) {
                     tracing::warn!(recording_id = %job.record_id, attempts = job.attempts, "transcript failed: {why}");
                     Stats::add(&self.stats.jobs_failed);
@@ -217,7 +218,9 @@ impl Transcription {
                         Stats::add(&self.stats.jobs_dropped);
                         tracing::info!(recording_id = %id, "transcript dropped: its recording was deleted meanwhile");
                     }
-                    Err(e) => tracing::warn!(recording_id = %id, error = %e, "cannot store a transcript; its claim lapses and it runs again"),
+                    Err(e) => {
+                        tracing::warn!(recording_id = %id, error = %e, "cannot store a transcript; its claim lapses and it runs again")
+                    }
                 }
                 return;
             }

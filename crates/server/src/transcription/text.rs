@@ -109,7 +109,8 @@ pub fn find_match(text: &str, word_ms: &[u8], query: &[String]) -> Option<Transc
     }
     let words: Vec<&str> = text.split(' ').collect();
     // (term, index of its word)
-    let tokens: Vec<(String, usize)> = words.iter().enumerate().flat_map(|(i, w)| terms(w).map(move |t| (t, i))).collect();
+    let tokens: Vec<(String, usize)> =
+        words.iter().enumerate().flat_map(|(i, w)| terms(w).map(move |t| (t, i))).collect();
     let in_a_row = (0..tokens.len()).find(|&start| {
         start + query.len() <= tokens.len() && (0..query.len()).all(|k| term_matches(&tokens[start + k].0, query, k))
     });
@@ -175,14 +176,22 @@ mod tests {
             text: words.iter().map(|w| w.0).collect::<Vec<_>>().join(" "),
             words: words
                 .iter()
-                .map(|(t, at)| TranscriptWord { start_ms: *at, end_ms: at + 250, text: t.to_string(), probability: 0.9 })
+                .map(|(t, at)| TranscriptWord {
+                    start_ms: *at,
+                    end_ms: at + 250,
+                    text: t.to_string(),
+                    probability: 0.9,
+                })
                 .collect(),
         }
     }
 
     #[test]
     fn hostile_queries_become_plain_terms() {
-        assert_eq!(search_terms("  Fox's \"NEAR(a b)\" OR * -x %_ \\ 'x':* & | ! ✓ "), ["fox", "s", "near", "a", "b", "or", "x"]);
+        assert_eq!(
+            search_terms("  Fox's \"NEAR(a b)\" OR * -x %_ \\ 'x':* & | ! ✓ "),
+            ["fox", "s", "near", "a", "b", "or", "x"]
+        );
         assert!(search_terms("\"*:&|!()%_\\'").is_empty());
         assert_eq!(search_terms("Élan ÉLAN"), ["élan"]);
         assert_eq!(search_terms(&"a ".repeat(50)).len(), 1);

@@ -186,11 +186,7 @@ impl Worker {
 }
 
 /// Logs the worker's stderr (bounded lines) and keeps its last lines.
-async fn forward_stderr(
-    stderr: impl AsyncRead + Unpin,
-    tail: Arc<Mutex<VecDeque<String>>>,
-    pid: Option<u32>,
-) {
+async fn forward_stderr(stderr: impl AsyncRead + Unpin, tail: Arc<Mutex<VecDeque<String>>>, pid: Option<u32>) {
     let mut reader = BufReader::new(stderr);
     while let Ok(Some(line)) = read_line(&mut reader, 4096).await {
         let line = protocol::clean(&String::from_utf8_lossy(&line), 500);
@@ -372,13 +368,8 @@ mod tests {
         let mut c = Collector::new("a");
         let started = Message::Started { id: "a".into(), duration_ms: 5000, language: Some("en\u{0}".into()) };
         assert!(c.feed(started).unwrap().is_none());
-        let segment = |id: &str| Message::Segment {
-            id: id.into(),
-            start_ms: 0,
-            end_ms: 900,
-            text: "hi".into(),
-            words: vec![],
-        };
+        let segment =
+            |id: &str| Message::Segment { id: id.into(), start_ms: 0, end_ms: 900, text: "hi".into(), words: vec![] };
         assert!(c.feed(segment("a")).unwrap().is_none());
         assert_eq!(c.reached_ms(), 900);
         assert!(c.feed(segment("b")).is_err(), "another job's segment");

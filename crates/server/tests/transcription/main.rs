@@ -140,7 +140,10 @@ async fn a_job_in_gives_segments_out() {
     eprintln!("{} ms in 20 s windows: WER {:.1} %, last word at {last} ms", long.duration_ms, wer * 100.0);
     assert!(wer < 0.2, "WER {wer}: {text:?}");
     assert!(words.windows(2).all(|w| w[0] <= w[1]), "words in time order across windows");
-    assert!(last + 5000 > long.duration_ms && last < long.duration_ms, "the last window's times are offset ({last} ms)");
+    assert!(
+        last + 5000 > long.duration_ms && last < long.duration_ms,
+        "the last window's times are offset ({last} ms)"
+    );
     eprintln!("worker peak memory: {} MB", worker.peak_rss_bytes().unwrap_or(0) / 1_000_000);
     worker.kill().await;
 }
@@ -173,8 +176,10 @@ async fn a_worker_killed_mid_job_is_restarted_and_the_job_retried() {
     assert_eq!(Stats::get(&transcription.stats.attempts_failed), 1);
     assert!(Stats::get(&transcription.stats.workers_started) >= 2, "the worker was restarted");
     assert_ne!(transcription.worker_pids(), pids);
-    let (status, body) =
-        api.raw(Method::GET, &format!("/recordings/{}/transcript?format=txt", record.id), Some(&me.token), None).await.unwrap();
+    let (status, body) = api
+        .raw(Method::GET, &format!("/recordings/{}/transcript?format=txt", record.id), Some(&me.token), None)
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     let wer = word_error_rate(&speech.text, body.as_str().unwrap());
     assert!(wer < 0.2, "WER {wer}");
@@ -193,7 +198,8 @@ async fn a_job_on_a_recording_deleted_meanwhile_is_dropped() {
     wait_transcript(&app, &me, doomed.id, |r| r.transcript == TranscriptStatus::Running).await;
     let pids = transcription.worker_pids();
 
-    let (status, _) = api.raw(Method::DELETE, &format!("/recordings/{}", doomed.id), Some(&me.token), None).await.unwrap();
+    let (status, _) =
+        api.raw(Method::DELETE, &format!("/recordings/{}", doomed.id), Some(&me.token), None).await.unwrap();
     assert_eq!(status, 204);
     let deleted = Instant::now();
     while Stats::get(&transcription.stats.jobs_dropped) == 0 {
@@ -276,20 +282,29 @@ async fn end_to_end(backend: Backend) {
     assert_eq!(marked.len(), 1, "{:?}", found.snippet);
     assert!(marked[0].to_lowercase().starts_with("yesterday"), "{marked:?}");
     // As typed so far (a prefix), and with a page size.
-    let (_, body) =
-        api.raw(Method::GET, &format!("/records/{}?q=yester&limit=5", me.user.id), Some(&me.token), None).await.unwrap();
+    let (_, body) = api
+        .raw(Method::GET, &format!("/records/{}?q=yester&limit=5", me.user.id), Some(&me.token), None)
+        .await
+        .unwrap();
     assert_eq!(body[0]["id"], record.id.to_string());
     // Never for another user.
     let (status, _) =
         api.raw(Method::GET, &format!("/records/{}?q=yesterday", me.user.id), Some(&other.token), None).await.unwrap();
     assert_eq!(status, 403);
-    let (_, body) =
-        api.raw(Method::GET, &format!("/records/{}?q=yesterday", other.user.id), Some(&other.token), None).await.unwrap();
+    let (_, body) = api
+        .raw(Method::GET, &format!("/records/{}?q=yesterday", other.user.id), Some(&other.token), None)
+        .await
+        .unwrap();
     assert_eq!(body, Value::Array(vec![]));
 
     // Renaming leaves the transcript alone.
     let (status, body) = api
-        .raw(Method::PATCH, &format!("/recordings/{}", record.id), Some(&me.token), Some(br#"{"name":"Renamed"}"#.to_vec()))
+        .raw(
+            Method::PATCH,
+            &format!("/recordings/{}", record.id),
+            Some(&me.token),
+            Some(br#"{"name":"Renamed"}"#.to_vec()),
+        )
         .await
         .unwrap();
     assert_eq!((status, body["transcript"].as_str()), (200, Some("ready")));
@@ -330,7 +345,8 @@ async fn end_to_end(backend: Backend) {
     // Asking again for a ready transcript is refused; deleting takes it away.
     let (status, _) = api.raw(Method::POST, &path, Some(&me.token), None).await.unwrap();
     assert_eq!(status, 409);
-    let (status, _) = api.raw(Method::DELETE, &format!("/recordings/{}", record.id), Some(&me.token), None).await.unwrap();
+    let (status, _) =
+        api.raw(Method::DELETE, &format!("/recordings/{}", record.id), Some(&me.token), None).await.unwrap();
     assert_eq!(status, 204);
     assert!(app.state.db.transcript(record.id).await.unwrap().is_none());
     let (status, _) = api.raw(Method::GET, &path, Some(&me.token), None).await.unwrap();

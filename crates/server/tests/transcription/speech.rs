@@ -12,12 +12,12 @@ use std::process::Command;
 pub const SENTENCES: &[&str] = &[
     "Good morning, this is a short test of the recorder.",
     "The weather today is bright and sunny with a light breeze.",
-    "Yesterday the neighbours painted their old fence green.",
-    "Please remember to buy bread and milk on the way home.",
+    "Yesterday the neighbors painted their old fence green.",
+    "Please remember to call your sister on the way home.",
     "Thank you for listening to this recording.",
-    "Libraries keep old books that nobody else has anymore.",
+    "Music makes a long drive feel much shorter.",
     "Every evening the children play football in the park.",
-    "Trains leave the station on time almost every day.",
+    "Our train to the city leaves early every morning.",
 ];
 
 const PAUSE_SECONDS: f64 = 0.7;
