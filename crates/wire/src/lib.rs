@@ -208,7 +208,7 @@ pub struct SharedRecording {
     pub mime_type: String,
     /// Whether the owner shared the transcript: then it is at
     /// `/s/:token/transcript` (JSON, `?format=vtt`, `?format=txt`) once ready.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub transcript: bool,
 }
 
