@@ -358,3 +358,44 @@ async fn end_to_end(backend: Backend) {
 }
 
 both_backends!(end_to_end_with_spoken_sentences, end_to_end);
+
+/// With S3 storage the worker gets a temporary download of the audio, removed afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recordings_in_s3_are_transcribed_from_a_temporary_copy() {
+    let Some(s3) = audiobook_server::testing::s3_or_skip() else { return };
+    let Some(argv) = transcriber_or_skip() else { return };
+    let Some(app) = spawn_app_with(Backend::Sqlite, move |c| {
+        c.storage = s3;
+        c.transcription = TranscriptionConfig {
+            command: Some(argv),
+            poll: Duration::from_millis(200),
+            ..TranscriptionConfig::default()
+        };
+    })
+    .await
+    else {
+        return;
+    };
+    let temp_copies = || {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("audiobook-transcribe-"))
+            .count()
+    };
+    let copies_before = temp_copies();
+    let dir = tempfile::tempdir().unwrap();
+    let speech = speech::make(dir.path(), "s3", &speech::SENTENCES[..2], 0.0);
+    let me = Api::new(&app.url).onboard("Bucket").await.unwrap();
+    let record = record_speech(&app, &me, "In the bucket", &speech).await;
+    wait_transcript(&app, &me, record.id, |r| r.transcript == TranscriptStatus::Ready).await;
+    let (status, body) = Api::new(&app.url)
+        .raw(Method::GET, &format!("/recordings/{}/transcript?format=txt", record.id), Some(&me.token), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let wer = word_error_rate(&speech.text, body.as_str().unwrap());
+    assert!(wer < 0.2, "WER {wer}: {body}");
+    assert!(temp_copies() <= copies_before, "the temporary copy is removed");
+    app.stop().await;
+}
