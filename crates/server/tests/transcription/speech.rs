@@ -74,7 +74,7 @@ fn write_wav(path: &Path, rate: u32, samples: &[i16]) {
 /// into `dir/name.webm` (Opus, 48 kHz mono, as browsers record).
 pub fn make(dir: &Path, name: &str, sentences: &[&str], min_seconds: f64) -> Speech {
     let mut pcm: Vec<i16> = Vec::new();
-    let mut rate = 0;
+    let mut rate;
     let mut text = Vec::new();
     let mut starts = Vec::new();
     let mut spoken = std::collections::HashMap::new();
