@@ -54,11 +54,8 @@ async fn main() {
         let started = Instant::now();
         let mut worker = Worker::start(&cmd, Duration::from_secs(300)).await.expect("the worker starts");
         let load = started.elapsed();
-        let request = Request::Transcribe {
-            id: name.clone(),
-            audio: clip.webm.clone(),
-            options: JobOptions::default(),
-        };
+        let request =
+            Request::Transcribe { id: name.clone(), audio: clip.webm.clone(), options: JobOptions::default() };
         let started = Instant::now();
         let result = worker.transcribe(&request, Duration::from_secs(3600)).await.unwrap().expect("transcribed");
         let took = started.elapsed().as_secs_f64();
@@ -82,7 +79,9 @@ async fn main() {
     let duration = if quick { "20" } else { "60" };
     let off = load_run(&dir, "off", None, duration, &longest, 0).await;
     let on = load_run(&dir, "on", Some(&argv), duration, &longest, if quick { 1 } else { 2 }).await;
-    println!("| transcription | ack p50 ms | ack p99 ms | ack max ms | stop→saved p99 ms | takes ok | server CPU s | worker CPU s | worker busy % of the run |");
+    println!(
+        "| transcription | ack p50 ms | ack p99 ms | ack max ms | stop→saved p99 ms | takes ok | server CPU s | worker CPU s | worker busy % of the run |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
     for run in [&off, &on] {
         println!(
