@@ -56,8 +56,10 @@ pub struct TranscriptionConfig {
     pub model: Option<String>,
     /// `TRANSCRIPTION_THREADS`: CPU threads per worker.
     pub threads: usize,
-    /// A job is killed after 2 minutes plus this many times its audio's length.
+    /// A job is killed after `min_job_timeout` plus this many times its
+    /// audio's length.
     pub timeout_factor: f64,
+    pub min_job_timeout: Duration,
     /// Attempts before a transcript is `failed`.
     pub max_attempts: i32,
     /// First wait before a retry; doubled each attempt, at most 10 minutes.
@@ -81,6 +83,7 @@ impl Default for TranscriptionConfig {
             model: None,
             threads: 1,
             timeout_factor: 4.0,
+            min_job_timeout: Duration::from_secs(120),
             max_attempts: 3,
             retry_after: Duration::from_secs(30),
             lease: Duration::from_secs(60),

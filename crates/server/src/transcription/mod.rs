@@ -121,6 +121,6 @@ impl Transcription {
 
     /// How long a job on `duration_ms` of audio may run before it is killed.
     fn job_timeout(&self, duration_ms: u64) -> Duration {
-        Duration::from_secs(120) + Duration::from_millis(duration_ms).mul_f64(self.config.timeout_factor)
+        self.config.min_job_timeout + Duration::from_millis(duration_ms).mul_f64(self.config.timeout_factor)
     }
 }

@@ -224,6 +224,52 @@ async fn a_job_on_a_recording_deleted_meanwhile_is_dropped() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_overruns_is_killed_and_failed_after_its_attempts() {
+    let Some(argv) = transcriber_or_skip() else { return };
+    let Some(app) = spawn_app_with(Backend::Sqlite, move |c| {
+        c.transcription = TranscriptionConfig {
+            command: Some(argv),
+            // Far less than any real job needs: every attempt overruns.
+            min_job_timeout: Duration::from_millis(500),
+            timeout_factor: 0.0,
+            retry_after: Duration::from_millis(100),
+            poll: Duration::from_millis(100),
+            ..TranscriptionConfig::default()
+        };
+    })
+    .await
+    else {
+        return;
+    };
+    let transcription = app.state.transcription.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let speech = speech::make(dir.path(), "slow", speech::SENTENCES, 30.0);
+    let me = Api::new(&app.url).onboard("Slow").await.unwrap();
+    let record = record_speech(&app, &me, "Slow", &speech).await;
+    wait_transcript(&app, &me, record.id, |r| r.transcript == TranscriptStatus::Failed).await;
+    let row = app.state.db.transcript(record.id).await.unwrap().unwrap();
+    assert_eq!(row.attempts, 3);
+    assert!(row.last_error.as_deref().unwrap_or("").contains("took longer than"), "{:?}", row.last_error);
+    assert_eq!(Stats::get(&transcription.stats.attempts_failed), 3);
+    assert_eq!(Stats::get(&transcription.stats.jobs_failed), 1);
+    assert!(Stats::get(&transcription.stats.workers_started) >= 3, "each overrunning worker was killed and replaced");
+    let (status, body) = Api::new(&app.url)
+        .raw(Method::GET, &format!("/recordings/{}/transcript", record.id), Some(&me.token), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().unwrap().contains("failed: transcribing took longer than"), "{body}");
+    // The owner may ask again (here it fails again, but it is queued).
+    let (status, body) = Api::new(&app.url)
+        .raw(Method::POST, &format!("/recordings/{}/transcript", record.id), Some(&me.token), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 202);
+    assert!(matches!(body["transcript"].as_str(), Some("queued" | "running")), "{body}");
+    app.stop().await;
+}
+
 async fn end_to_end(backend: Backend) {
     let Some(app) = transcribing_app(backend).await else { return };
     let dir = tempfile::tempdir().unwrap();
