@@ -157,7 +157,8 @@ async fn load_run(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // Long takes to transcribe, recorded as a browser would (16 KB chunks).
+    // Long takes to transcribe, recorded through the socket in 256 KB chunks
+    // (a few events: the per-user event rate is not what is measured here).
     let me = api.onboard("Long talker").await.unwrap();
     let data = std::fs::read(&speech.webm).unwrap();
     for _ in 0..takes {
@@ -210,7 +211,7 @@ async fn record(url: &str, me: &Onboarded, data: &[u8]) {
     socket.set_ack_timeout(Duration::from_secs(30));
     let start = StartRecording { mime_type: "audio/webm;codecs=opus".into(), name: Some("Long take".into()) };
     let id = socket.start(&start).await.unwrap().recording_id;
-    let chunks: Vec<&[u8]> = data.chunks(16 * 1024).collect();
+    let chunks: Vec<&[u8]> = data.chunks(256 * 1024).collect();
     for (seq, c) in chunks.iter().enumerate() {
         let chunk = AppendChunk {
             data: Some(bytes::Bytes::copy_from_slice(c)),
@@ -218,7 +219,8 @@ async fn record(url: &str, me: &Onboarded, data: &[u8]) {
             recording_id: Some(id),
             ..Default::default()
         };
-        assert!(matches!(socket.append(&chunk).await.unwrap(), AppendAck::Ok(_)));
+        let ack = socket.append(&chunk).await.unwrap();
+        assert!(matches!(ack, AppendAck::Ok(_)), "{ack:?}");
     }
     let stop = StopRecording { user_id: None, recording_id: Some(id), chunks: Some(chunks.len() as u64) };
     match socket.stop(&stop).await.unwrap() {

@@ -88,7 +88,7 @@ impl Default for TranscriptionConfig {
             retry_after: Duration::from_secs(30),
             lease: Duration::from_secs(60),
             poll: Duration::from_secs(2),
-            window_secs: 600,
+            window_secs: 120,
         }
     }
 }

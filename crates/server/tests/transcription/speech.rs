@@ -70,7 +70,8 @@ fn write_wav(path: &Path, rate: u32, samples: &[i16]) {
     std::fs::write(path, out).unwrap();
 }
 
-/// Speaks `sentences` in order (repeating the list to fill `min_seconds`),
+/// Speaks `sentences` in order: each once, or (with `min_seconds` above 0)
+/// as many as make that long, repeating the list,
 /// into `dir/name.webm` (Opus, 48 kHz mono, as browsers record).
 pub fn make(dir: &Path, name: &str, sentences: &[&str], min_seconds: f64) -> Speech {
     let mut pcm: Vec<i16> = Vec::new();
@@ -98,7 +99,9 @@ pub fn make(dir: &Path, name: &str, sentences: &[&str], min_seconds: f64) -> Spe
         pcm.extend_from_slice(&pause);
         text.push(sentence);
         i += 1;
-        if i >= sentences.len() && pcm.len() as f64 / f64::from(rate) >= min_seconds {
+        let long_enough = pcm.len() as f64 / f64::from(rate) >= min_seconds;
+        // Without a length: every sentence once; with one: just that long.
+        if long_enough && (min_seconds > 0.0 || i >= sentences.len()) {
             break;
         }
     }
