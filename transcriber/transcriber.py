@@ -181,6 +181,7 @@ def transcribe(model, protocol, job, english_only):
             language=language,
             beam_size=beam_size,
             vad_filter=True,
+            condition_on_previous_text=False,
             word_timestamps=True,
         )
         if not started:

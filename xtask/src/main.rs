@@ -27,7 +27,7 @@ usage: cargo xtask <command>
   migrate        apply the database migrations to DATABASE_URL and exit
   bench [ARGS]   run the load generator against a release server (ARGS go to loadgen)
   fuzz [SECS]    fuzz the media crate's parsers, SECS seconds per target (default 300)
-  bench-transcription [--quick]
+  bench-transcription [--quick] [--worker-only]
                  real-time factor, word error rate and peak memory of the transcription
                  worker on generated speech (10 s to 10 min), and the ack p99 of 100 live
                  recorders with and without transcription running

@@ -10,6 +10,8 @@
 //!    transcribes long takes (uploaded first through Socket.IO); ack p99 of
 //!    both, and how much of the loaded run the worker was busy.
 //!
+//! `--quick`: two clips and shorter runs; `--worker-only`: part 1 only.
+//!
 //! Environment (set by xtask): `TRANSCRIBER_COMMAND`, `BENCH_SERVER` (the
 //! release server binary), `BENCH_LOADGEN` (the release loadgen binary).
 //! Runs in the current folder; loopback only; bounded in time.
@@ -74,6 +76,9 @@ async fn main() {
         longest = Some(clip);
     }
     let longest = longest.expect("at least one clip");
+    if std::env::args().any(|a| a == "--worker-only") {
+        return;
+    }
 
     println!("\n## {RECORDERS} live recorders, without and with transcription running\n");
     let duration = if quick { "20" } else { "60" };
