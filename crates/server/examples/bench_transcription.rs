@@ -45,7 +45,7 @@ async fn main() {
     let dir = std::env::current_dir().unwrap();
     let clips: &[f64] = if quick { &[10.0, 60.0] } else { &[10.0, 30.0, 60.0, 180.0, 600.0] };
 
-    println!("## The worker alone (1 CPU thread, int8, VAD on, nice 19; Whisper tiny.en)\n");
+    println!("## The worker alone (1 CPU thread, int8, VAD on, SCHED_IDLE; Whisper tiny.en)\n");
     println!("| clip | audio s | words | model load s | transcribe s | RTF | WER % | peak RSS MB |");
     println!("|---|---|---|---|---|---|---|---|");
     let cmd = WorkerCommand { argv: argv.clone(), model: None, threads: 1 };

@@ -57,7 +57,7 @@ pub struct TranscriptionConfig {
     /// `TRANSCRIPTION_THREADS`: CPU threads per worker.
     pub threads: usize,
     /// A job is killed after `min_job_timeout` plus this many times its
-    /// audio's length.
+    /// audio's length of CPU time (or ten times that of wall-clock time).
     pub timeout_factor: f64,
     pub min_job_timeout: Duration,
     /// Attempts before a transcript is `failed`.

@@ -158,9 +158,16 @@ impl Transcription {
         let mut renew = tokio::time::interval((self.config.lease / 4).max(Duration::from_millis(100)));
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         renew.tick().await;
+        // The worker only gets CPU that nothing else wants, so its budget is
+        // counted in CPU time (a busy machine slows it without failing it);
+        // the wall clock only catches a worker that hangs without working.
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let cpu_at_start = worker.cpu_secs();
         loop {
             let duration_ms = if collector.duration_ms() > 0 { collector.duration_ms() } else { known_ms };
-            let deadline = started + self.job_timeout(duration_ms);
+            let budget = self.job_timeout(duration_ms);
+            let wall_limit = if cpu_at_start.is_some() { budget * 10 } else { budget };
             tokio::select! {
                 message = worker.next() => match message.and_then(|m| collector.feed(m)) {
                     Ok(None) => {}
@@ -177,10 +184,19 @@ impl Transcription {
                         Err(e) => tracing::warn!(recording_id = %job.record_id, error = %e, "cannot renew a transcript's claim"),
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = check.tick() => {
+                    let used = worker.cpu_secs().zip(cpu_at_start).map(|(now, start)| now - start);
+                    if used.is_some_and(|used| used > budget.as_secs_f64()) {
+                        return Ended::WorkerBroke(format!(
+                            "transcribing ran longer than {} CPU seconds for {} s of audio",
+                            budget.as_secs_f64().ceil(), duration_ms / 1000
+                        ));
+                    }
+                }
+                _ = tokio::time::sleep_until(started + wall_limit) => {
                     return Ended::WorkerBroke(format!(
                         "transcribing took longer than {} s for {} s of audio",
-                        self.job_timeout(duration_ms).as_secs(), duration_ms / 1000
+                        wall_limit.as_secs_f64().ceil(), duration_ms / 1000
                     ));
                 }
                 _ = stopped(shutdown) => return Ended::ShuttingDown,

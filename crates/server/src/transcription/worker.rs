@@ -1,6 +1,7 @@
-//! One worker process: started at the lowest CPU priority (`nice` 19), so it
-//! only gets the CPU that recording leaves; spoken to over the protocol;
-//! killed when a job overruns, is cancelled, or the server stops.
+//! One worker process: started at the lowest CPU priority (`SCHED_IDLE` on
+//! Linux, `nice` 19 elsewhere), so it only gets the CPU that recording
+//! leaves; spoken to over the protocol; killed when a job overruns, is
+//! cancelled, or the server stops.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -71,6 +72,13 @@ impl Worker {
             // never takes CPU from recording. Async-signal-safe calls only.
             command.pre_exec(|| {
                 libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+                // Linux: run only when no other task wants the CPU; a chunk
+                // being written preempts the worker at once.
+                #[cfg(target_os = "linux")]
+                {
+                    let param = libc::sched_param { sched_priority: 0 };
+                    libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+                }
                 Ok(())
             });
         }
@@ -148,6 +156,16 @@ impl Worker {
         } else {
             format!("{status}; it said: {}", tail.iter().cloned().collect::<Vec<_>>().join(" | "))
         }
+    }
+
+    /// CPU seconds (user and system) the process has used, where `/proc` says.
+    pub fn cpu_secs(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?)).ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        (per_sec > 0).then(|| ticks / per_sec as f64)
     }
 
     /// Peak resident memory of the process (`VmHWM`), in bytes.
