@@ -9,7 +9,8 @@
 //! `audiobook_finalize_seconds`, `audiobook_pending_uploads`,
 //! `audiobook_reaper_pass_seconds{task}`, and the error counters
 //! `audiobook_db_errors_total`, `audiobook_storage_errors_total`,
-//! `audiobook_refusals_total{reason}`.
+//! `audiobook_refusals_total{reason}`, and transcription's
+//! `audiobook_transcription_events_total{event}` and `audiobook_transcribe_seconds`.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -29,6 +30,8 @@ pub const REAPER_PASS_SECONDS: &str = "audiobook_reaper_pass_seconds";
 pub const DB_ERRORS: &str = "audiobook_db_errors_total";
 pub const STORAGE_ERRORS: &str = "audiobook_storage_errors_total";
 pub const REFUSALS: &str = "audiobook_refusals_total";
+pub const TRANSCRIPTION_EVENTS: &str = "audiobook_transcription_events_total";
+pub const TRANSCRIBE_SECONDS: &str = "audiobook_transcribe_seconds";
 
 /// Seconds: from a millisecond (an ack) to a minute (a long finalize).
 const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -67,6 +70,11 @@ fn describe() {
     describe_counter!(DB_ERRORS, "Database errors.");
     describe_counter!(STORAGE_ERRORS, "Storage (bucket or folder) errors.");
     describe_counter!(REFUSALS, "Requests refused by a limit, by reason.");
+    describe_counter!(
+        TRANSCRIPTION_EVENTS,
+        "Transcription on this instance, by event: worker_started, done, attempt_failed, failed, dropped."
+    );
+    describe_histogram!(TRANSCRIBE_SECONDS, Unit::Seconds, "One successful transcription job, claim to stored.");
 }
 
 pub fn db_error() {

@@ -61,7 +61,7 @@ impl Transcription {
                 match Worker::start(&self.command, self.start_timeout()).await {
                     Ok(w) => {
                         tracing::info!(slot, pid = w.pid(), model = %w.model, engine = %w.engine, "transcription worker ready");
-                        Stats::add(&self.stats.workers_started);
+                        Stats::add(&self.stats.workers_started, "worker_started");
                         self.set_pid(slot, w.pid());
                         worker = Some(w);
                         start_backoff = Duration::from_secs(1);
@@ -83,7 +83,11 @@ impl Transcription {
                 continue;
             };
             let w = worker.as_mut().expect("a worker is running");
+            let claimed = std::time::Instant::now();
             let ended = self.run_job(w, &job, &mut shutdown).await;
+            if matches!(ended, Ended::Done(_)) {
+                crate::telemetry::observe(crate::telemetry::TRANSCRIBE_SECONDS, claimed.elapsed());
+            }
             let model = w.model.clone();
             // A worker that broke, overran or was cancelled is stopped first,
             // so it works on nothing once the job is settled.
@@ -117,7 +121,7 @@ impl Transcription {
                     format!("transcribing was interrupted {} times (the server or its worker died)", job.attempts);
                 if self.db.give_up_transcript(&job, &why).await.unwrap_or(false) {
                     tracing::warn!(recording_id = %job.record_id, attempts = job.attempts, "transcript failed: {why}");
-                    Stats::add(&self.stats.jobs_failed);
+                    Stats::add(&self.stats.jobs_failed, "failed");
                 }
                 continue;
             }
@@ -227,11 +231,11 @@ impl Transcription {
                 };
                 match self.db.finish_transcript(id, self.instance_id, &stored).await {
                     Ok(true) => {
-                        Stats::add(&self.stats.jobs_done);
+                        Stats::add(&self.stats.jobs_done, "done");
                         tracing::info!(recording_id = %id, attempt, segments = transcript.segments.len(), words, "transcript ready");
                     }
                     Ok(false) => {
-                        Stats::add(&self.stats.jobs_dropped);
+                        Stats::add(&self.stats.jobs_dropped, "dropped");
                         tracing::info!(recording_id = %id, "transcript dropped: its recording was deleted meanwhile");
                     }
                     Err(e) => {
@@ -241,7 +245,7 @@ impl Transcription {
                 return;
             }
             Ended::Gone => {
-                Stats::add(&self.stats.jobs_dropped);
+                Stats::add(&self.stats.jobs_dropped, "dropped");
                 tracing::info!(recording_id = %id, "transcription cancelled: the recording was deleted (or the job taken over)");
                 return;
             }
@@ -253,19 +257,19 @@ impl Transcription {
             Ended::Failed(failure) => (failure.error, failure.retry),
             Ended::WorkerBroke(error) => (error, true),
         };
-        Stats::add(&self.stats.attempts_failed);
+        Stats::add(&self.stats.attempts_failed, "attempt_failed");
         let give_up = !retry || attempt >= self.config.max_attempts;
         let retry_after = (!give_up).then(|| self.backoff(attempt));
         match self.db.transcript_attempt_failed(id, self.instance_id, &error, retry_after).await {
             Ok(true) if give_up => {
-                Stats::add(&self.stats.jobs_failed);
+                Stats::add(&self.stats.jobs_failed, "failed");
                 tracing::warn!(recording_id = %id, attempt, %error, "transcript failed");
             }
             Ok(true) => tracing::warn!(
                 recording_id = %id, attempt, %error, retry_in_secs = retry_after.unwrap_or_default().as_secs(),
                 "transcription attempt failed; retrying later"
             ),
-            Ok(false) => Stats::add(&self.stats.jobs_dropped),
+            Ok(false) => Stats::add(&self.stats.jobs_dropped, "dropped"),
             Err(e) => tracing::warn!(recording_id = %id, error = %e, "cannot record a failed transcription"),
         }
     }

@@ -47,8 +47,10 @@ impl Stats {
         counter.load(Ordering::Relaxed)
     }
 
-    fn add(counter: &AtomicU64) {
+    /// Counts `event` here and in the metrics (`GET /metrics`).
+    fn add(counter: &AtomicU64, event: &'static str) {
         counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::telemetry::TRANSCRIPTION_EVENTS, "event" => event).increment(1);
     }
 }
 
