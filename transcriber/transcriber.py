@@ -27,6 +27,7 @@ once: a 10-minute piece peaked at 960 MB, a 2-minute one stays near 400 MB).
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -224,6 +225,9 @@ def main():
 
     protocol = Protocol()
     watch_parent()
+    # Ctrl-C in a terminal reaches the whole process group: the server stops
+    # this worker itself, after handing its job back.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     path, name, local = resolve_model(args.model)
     if local:
         # Never reach for the network when the model is on disk.
