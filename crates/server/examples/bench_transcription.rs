@@ -227,7 +227,12 @@ async fn record(url: &str, me: &Onboarded, data: &[u8]) {
         let ack = socket.append(&chunk).await.unwrap();
         assert!(matches!(ack, AppendAck::Ok(_)), "{ack:?}");
     }
-    let stop = StopRecording { user_id: None, recording_id: Some(id), chunks: Some(chunks.len() as u64) };
+    let stop = StopRecording {
+        user_id: None,
+        recording_id: Some(id),
+        chunks: Some(chunks.len() as u64),
+        ..Default::default()
+    };
     match socket.stop(&stop).await.unwrap() {
         StopAck::Ok(ok) => assert_eq!(ok.record.status, RecordStatus::Ready),
         StopAck::Err(e) => panic!("stop refused: {e:?}"),
