@@ -70,7 +70,7 @@ enum Scan {
     Again,
 }
 
-type VaultFuture = Shared<LocalBoxFuture<'static, Option<Rc<Vault>>>>;
+type VaultFuture = Shared<LocalBoxFuture<'static, Result<Rc<Vault>, String>>>;
 
 pub struct Outbox {
     session: Session,
@@ -115,10 +115,10 @@ impl Outbox {
     fn open(session: Session) -> Rc<Outbox> {
         let vault: VaultFuture = async {
             match Vault::open().await {
-                Ok(v) => Some(Rc::new(v)),
+                Ok(v) => Ok(Rc::new(v)),
                 Err(e) => {
                     web_sys::console::warn_1(&format!("AudioBook: no vault on this device: {e}").into());
-                    None
+                    Err(e.to_string())
                 }
             }
         }
@@ -179,7 +179,13 @@ impl Outbox {
     }
 
     async fn env(&self) -> Env {
-        Env { session: self.session.clone(), socket: self.socket.clone(), vault: self.vault.clone().await }
+        let vault = self.vault.clone().await;
+        Env {
+            session: self.session.clone(),
+            socket: self.socket.clone(),
+            vault_problem: vault.as_ref().err().cloned(),
+            vault: vault.ok(),
+        }
     }
 
     fn handles(&self, local_id: Uuid) -> bool {
@@ -389,7 +395,7 @@ impl Outbox {
     /// Recovers the takes of the vault no page handles; true when some are
     /// held by another page (to look again later).
     async fn scan_once(self: &Rc<Self>) -> bool {
-        let Some(vault) = self.vault.clone().await else { return false };
+        let Ok(vault) = self.vault.clone().await else { return false };
         let takes = match vault.takes().await {
             Ok(t) => t,
             Err(e) => {

@@ -108,6 +108,8 @@ pub struct Env {
     /// `None` where the browser keeps nothing (IndexedDB unavailable): the
     /// take then lives in memory only.
     pub vault: Option<Rc<Vault>>,
+    /// Why there is no vault, in the browser's words.
+    pub vault_problem: Option<String>,
 }
 
 type Listener = Rc<dyn Fn(&Progress)>;
@@ -155,10 +157,17 @@ impl TakeTask {
         // Ask the browser to keep the vault under storage pressure, and say
         // early when there is little room.
         quota::ask_to_persist();
-        if let Some(vault) = &task.env.vault
-            && let Err(e) = vault.save(&task.meta.borrow().clone()).await
-        {
-            task.vault_refused(&e);
+        let meta = task.meta.borrow().clone();
+        match &task.env.vault {
+            Some(vault) => {
+                if let Err(e) = vault.save(&meta).await {
+                    task.vault_refused(&e);
+                }
+            }
+            None => {
+                let why = task.env.vault_problem.clone().unwrap_or_default();
+                task.set_progress(|p| p.storage_warning = Some(unkept_words(&why)));
+            }
         }
         task.warn_when_short_of_room().await;
         wasm_bindgen_futures::spawn_local(task.clone().keep_chunks(events));
@@ -342,15 +351,13 @@ impl TakeTask {
         if self.vault_closed.replace(true) {
             return;
         }
+        web_sys::console::warn_1(&format!("AudioBook: the vault refused the take: {e:?}").into());
         let why = match e {
             VaultError::Full => "This device's storage for AudioBook is full, so the recording stopped here. \
                                  Everything up to this point is kept and being saved; keep this page open until \
                                  it is uploaded."
                 .to_string(),
-            VaultError::Unavailable(why) => format!(
-                "This browser does not let AudioBook keep the recording on this device ({why}); keep this page \
-                 open until it is uploaded."
-            ),
+            VaultError::Unavailable(why) => unkept_words(why),
         };
         if matches!(e, VaultError::Full) {
             // Never silently truncated: the take ends cleanly here.
@@ -657,6 +664,14 @@ impl TakeTask {
             f();
         }
     }
+}
+
+/// The warning when the vault cannot keep a take (`why`: the browser's words).
+fn unkept_words(why: &str) -> String {
+    format!(
+        "This browser does not let AudioBook keep the recording on this device ({why}); keep this page open until \
+         it is uploaded."
+    )
 }
 
 fn now() -> f64 {

@@ -178,6 +178,17 @@ mod browser {
                 .map_err(|e| IdbError::thrown(e, "begin"))?)
         }
 
+        /// A write refused as it was made. Firefox turns the writes of a
+        /// database that hit the quota into "cleanup" transactions, which
+        /// may only delete: the vault is full.
+        fn refused(tx: &IdbTransaction, e: JsValue) -> VaultError {
+            let _ = tx.abort();
+            if tx.mode().ok() == Some(IdbTransactionMode::Cleanup) {
+                return VaultError::Full;
+            }
+            IdbError::thrown(e, "put").into()
+        }
+
         fn store(tx: &IdbTransaction, name: &str) -> Result<IdbObjectStore, VaultError> {
             Ok(tx.object_store(name).map_err(|e| IdbError::thrown(e, "store"))?)
         }
@@ -185,9 +196,11 @@ mod browser {
         /// Keeps `take`'s metadata.
         pub async fn save(&self, take: &TakeMeta) -> Result<(), VaultError> {
             let tx = self.transaction(IdbTransactionMode::Readwrite)?;
-            Self::store(&tx, TAKES)?
-                .put_with_key(&take.to_json().into(), &take.local_id.to_string().into())
-                .map_err(|e| IdbError::thrown(e, "put"))?;
+            if let Err(e) =
+                Self::store(&tx, TAKES)?.put_with_key(&take.to_json().into(), &take.local_id.to_string().into())
+            {
+                return Err(Self::refused(&tx, e));
+            }
             Ok(idb::committed(&tx).await?)
         }
 
@@ -207,8 +220,7 @@ mod browser {
                 .put_with_key(&value, &chunk_key(take.local_id, seq))
                 .and_then(|_| takes.put_with_key(&take.to_json().into(), &take.local_id.to_string().into()));
             if let Err(e) = put {
-                let _ = tx.abort();
-                return Err(IdbError::thrown(e, "put").into());
+                return Err(Self::refused(&tx, e));
             }
             Ok(idb::committed(&tx).await?)
         }
