@@ -13,8 +13,10 @@
 //                along, /records in another tab shows the take in progress,
 //                then waiting for its device, then saved (no reload), and
 //                nothing is lost
-//   quota        the site's storage quota is nearly used up: the take stops
-//                there, the page says why, and what was recorded is saved
+//   quota        this site's storage runs out mid-take (Chromium: a small
+//                quota set over DevTools; Firefox: its storage filled up):
+//                the take stops there, the page says why, and everything
+//                recorded is saved, the chunks the vault refused included
 //   spool        the server loses the take's spool mid-take (killed, its
 //                spool files deleted, started again): the page re-sends the
 //                take from its vault and the saved take is complete
@@ -617,7 +619,6 @@ async function leaveRoom(driver, origin, bytes) {
   return { usage: before.usage, quota };
 }
 
-// WebKitGTK is not run here: its WebDriver cannot kill and restart the
-// browser with the same profile, and its MiniBrowser keeps no service worker
-// between automation sessions; its recorder (MP4) is covered by the
-// cross-browser scenario.
+// WebKitGTK is not run here (not tried): the crash scenario needs the
+// browser killed and started again with its profile, which this WebKitGTK
+// driver does not do, and the issue asks for Chromium and Firefox.
