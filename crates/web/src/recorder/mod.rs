@@ -1,4 +1,5 @@
-//! Recording: the microphone and MediaRecorder ([`capture`]), the vault that
+//! Recording: the microphone and MediaRecorder ([`capture`]) and the take's
+//! [`clock`], the vault that
 //! keeps every chunk on this device until the server saved the take
 //! ([`vault`]), the upload protocol of a take ([`upload`], over the chunk
 //! numbers of [`queue`]), what the app does with takes it finds in the
@@ -6,6 +7,7 @@
 //! over the one socket ([`outbox`], one [`take`] each), and the studio
 //! behind the recorder page ([`studio`]).
 
+pub mod clock;
 pub mod queue;
 pub mod recovery;
 pub mod upload;

@@ -17,6 +17,7 @@ use futures::channel::mpsc;
 use uuid::Uuid;
 
 use super::capture::{Capture, CaptureEvent};
+use super::clock::Clock;
 use super::locks::TakeLock;
 use super::queue::Chunk;
 use super::recovery::Why;
@@ -65,31 +66,6 @@ pub struct Progress {
     pub stopped_early: Option<String>,
     /// A warning about room on this device, in words.
     pub storage_warning: Option<String>,
-}
-
-/// Media time from `performance.now()`, pauses excluded.
-#[derive(Default)]
-struct Clock {
-    started_at: f64,
-    paused_at: Option<f64>,
-    paused_total: f64,
-}
-
-impl Clock {
-    fn elapsed_ms(&self, now: f64) -> u64 {
-        let end = self.paused_at.unwrap_or(now);
-        (end - self.started_at - self.paused_total).max(0.0) as u64
-    }
-
-    fn pause(&mut self, now: f64) {
-        self.paused_at.get_or_insert(now);
-    }
-
-    fn resume(&mut self, now: f64) {
-        if let Some(at) = self.paused_at.take() {
-            self.paused_total += now - at;
-        }
-    }
 }
 
 /// The recorder of a live take.
@@ -146,11 +122,7 @@ impl TakeTask {
         local_id: Uuid,
     ) -> Rc<TakeTask> {
         let meta = TakeMeta::new(env.session.user_id, local_id, capture.mime_type(), lifecycle::now_ms());
-        let live = Live {
-            capture: Some(capture),
-            clock: Clock { started_at: now(), ..Clock::default() },
-            peaks: PeakCollector::default(),
-        };
+        let live = Live { capture: Some(capture), clock: Clock::start(now()), peaks: PeakCollector::default() };
         let (task, wakes) = TakeTask::new(env, meta, Origin::Live, Upload::new(None, 0, false, Vec::new()), lock);
         *task.live.borrow_mut() = Some(live);
         task.set_progress(|p| p.stage = Stage::Recording);
@@ -323,9 +295,7 @@ impl TakeTask {
         if let Some(live) = self.live.borrow_mut().as_mut()
             && let Some(c) = live.capture.as_mut()
         {
-            let now = now();
-            live.clock.resume(now);
-            live.clock.pause(now);
+            live.clock.stop(now());
             c.stop();
         }
     }
@@ -337,7 +307,7 @@ impl TakeTask {
         let Some(live) = live.as_mut() else { return (self.progress.borrow().duration_ms, 0.0) };
         let elapsed = live.clock.elapsed_ms(now());
         let level = match live.capture.as_mut() {
-            Some(c) if live.clock.paused_at.is_none() => {
+            Some(c) if !live.clock.is_paused() => {
                 let level = c.level();
                 live.peaks.push_level(level);
                 level
@@ -402,11 +372,11 @@ impl TakeTask {
     }
 
     async fn keep_chunk(&self, bytes: Vec<u8>) {
-        let (duration_ms, peaks) = {
+        let (duration_ms, peaks, pauses) = {
             let mut live = self.live.borrow_mut();
             match live.as_mut() {
-                Some(l) => (l.clock.elapsed_ms(now()), l.peaks.take_for_chunk()),
-                None => (0, Vec::new()),
+                Some(l) => (l.clock.elapsed_ms(now()), l.peaks.take_for_chunk(), l.clock.pauses().to_vec()),
+                None => (0, Vec::new(), Vec::new()),
             }
         };
         let len = bytes.len() as u64;
@@ -419,6 +389,7 @@ impl TakeTask {
             meta.chunks = seq + 1;
             meta.bytes += len;
             meta.duration_ms = duration_ms;
+            meta.paused_ms = pauses;
             meta.updated_at_ms = lifecycle::now_ms();
             match vault.add_chunk(&meta, seq, &bytes, &peaks).await {
                 Ok(()) => {
@@ -446,13 +417,18 @@ impl TakeTask {
     }
 
     async fn finish_recording(&self) {
-        let duration_ms = self.live.borrow().as_ref().map(|l| l.clock.elapsed_ms(now()));
+        let timeline = self.live.borrow().as_ref().map(|l| (l.clock.elapsed_ms(now()), l.clock.pauses().to_vec()));
         if let Some(live) = self.live.borrow_mut().as_mut() {
             live.capture = None;
         }
         self.upload.borrow_mut().finish();
         let mut meta = self.meta.borrow().clone();
         meta.finished = true;
+        let duration_ms = timeline.as_ref().map(|(d, _)| *d);
+        if let Some((duration, pauses)) = timeline {
+            meta.duration_ms = duration;
+            meta.paused_ms = pauses;
+        }
         meta.updated_at_ms = lifecycle::now_ms();
         if let Some(vault) = &self.env.vault {
             let _ = vault.save(&meta).await;
@@ -571,11 +547,18 @@ impl TakeTask {
                     }
                 }
                 Step::Stop { recording_id, chunks } => {
+                    // The page's timeline: the server cuts the pauses from a
+                    // file whose recorder kept recording through them.
+                    let (paused_ms, recorded_ms) = {
+                        let m = self.meta.borrow();
+                        ((!m.paused_ms.is_empty()).then(|| m.paused_ms.clone()), Some(m.duration_ms))
+                    };
                     let stop = StopRecording {
                         user_id: Some(self.env.session.user_id),
                         recording_id: Some(recording_id),
                         chunks: Some(chunks),
-                        ..Default::default()
+                        paused_ms,
+                        recorded_ms,
                     };
                     match socket.stop(&stop).await {
                         Ok(StopAck::Ok(ok)) => self.upload.borrow_mut().stopped(ok.record),

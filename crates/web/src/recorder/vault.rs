@@ -57,6 +57,9 @@ pub struct TakeMeta {
     /// Partial copies on the server that this take replaces once saved.
     #[serde(default)]
     pub replaces: Vec<Uuid>,
+    /// Where the person paused (`[pause, resume]`, ms since the start).
+    #[serde(default)]
+    pub paused_ms: Vec<[u64; 2]>,
 }
 
 impl TakeMeta {
@@ -74,6 +77,7 @@ impl TakeMeta {
             duration_ms: 0,
             finished: false,
             replaces: Vec::new(),
+            paused_ms: Vec::new(),
         }
     }
 
@@ -89,6 +93,7 @@ impl TakeMeta {
             && meta.name.as_ref().is_none_or(|n| n.len() <= MAX_TEXT)
             && meta.chunks <= MAX_CHUNKS
             && meta.replaces.len() <= MAX_REPLACES
+            && meta.paused_ms.len() <= audiobook_wire::MAX_PAUSES
             && meta.created_at_ms.is_finite()
             && meta.updated_at_ms.is_finite();
         sane.then_some(meta)
