@@ -74,14 +74,15 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** The server on a free port with its own SQLite file, storage and spool. */
 export class Server {
-  static async start(dir) {
+  /** `env`: more environment variables for the server (RECORDING_GRACE_SECS, ...). */
+  static async start(dir, env = {}) {
     const port = await freePort();
-    const server = new Server(dir, port);
+    const server = new Server(dir, port, env);
     await server.spawn();
     return server;
   }
 
-  constructor(dir, port) {
+  constructor(dir, port, env = {}) {
     this.dir = dir;
     this.port = port;
     this.url = `http://127.0.0.1:${port}`;
@@ -97,6 +98,7 @@ export class Server {
       PUBLIC_URL: `http://127.0.0.1:${port}`,
       AUDIOBOOK_URL: `http://127.0.0.1:${port}`,
       RUST_LOG: process.env.RUST_LOG ?? "info",
+      ...env,
     };
   }
 
@@ -159,11 +161,11 @@ export class Server {
 /**
  * Headless Chromium with a fake microphone fed from `wav`. With
  * `{ micAllowed: false }` the site has no microphone permission, so
- * getUserMedia is refused as if the user said no.
+ * getUserMedia is refused as if the user said no. `userDataDir` reuses a
+ * profile (a browser started again after a crash); by default it is fresh.
  */
-export async function launchBrowser(dir, wav, { micAllowed = true } = {}) {
-  const userDataDir = fs.mkdtempSync(path.join(dir, "chromium-"));
-  const context = await chromium.launchPersistentContext(userDataDir, {
+export async function launchBrowser(dir, wav, { micAllowed = true, userDataDir, inMemory = false } = {}) {
+  const options = {
     executablePath: process.env.CHROMIUM || "/usr/lib/chromium/chromium",
     headless: true,
     viewport: { width: 1100, height: 760 },
@@ -181,13 +183,76 @@ export async function launchBrowser(dir, wav, { micAllowed = true } = {}) {
       `--use-file-for-fake-audio-capture=${wav}`,
       "--autoplay-policy=no-user-gesture-required",
     ],
-  });
+  };
+  let context;
+  if (inMemory) {
+    // A context without a profile on disk (like a private window): the
+    // DevTools protocol's quota override is enforced only there.
+    const { viewport, permissions, ...launchOptions } = options;
+    const browser = await chromium.launch(launchOptions);
+    context = await browser.newContext({ viewport, permissions });
+    context.once("close", () => browser.close().catch(() => {}));
+  } else {
+    userDataDir ??= fs.mkdtempSync(path.join(dir, "chromium-"));
+    context = await chromium.launchPersistentContext(userDataDir, options);
+  }
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(20_000);
   const logs = [];
   page.on("console", (m) => logs.push(`[console.${m.type()}] ${m.text()}`));
   page.on("pageerror", (e) => logs.push(`[pageerror] ${e.message}`));
-  return { context, page, logs };
+  return { context, page, logs, userDataDir };
+}
+
+/**
+ * A TCP link between the browser and the server that can be cut: while cut,
+ * every connection through it is reset and new ones are refused, as when a
+ * phone loses its network. The page is opened at `link.url`.
+ */
+export class Link {
+  static async open(targetPort) {
+    const link = new Link(await freePort(), targetPort);
+    await link.restore();
+    return link;
+  }
+
+  constructor(port, targetPort) {
+    this.port = port;
+    this.targetPort = targetPort;
+    this.url = `http://127.0.0.1:${port}`;
+    this.sockets = new Set();
+    this.listener = null;
+  }
+
+  restore() {
+    return new Promise((resolve, reject) => {
+      const listener = net.createServer((client) => {
+        const upstream = net.connect(this.targetPort, "127.0.0.1");
+        for (const s of [client, upstream]) {
+          this.sockets.add(s);
+          s.on("close", () => this.sockets.delete(s));
+          s.on("error", () => {});
+        }
+        client.pipe(upstream);
+        upstream.pipe(client);
+        client.on("close", () => upstream.destroy());
+        upstream.on("close", () => client.destroy());
+      });
+      listener.once("error", reject);
+      listener.listen(this.port, "127.0.0.1", () => {
+        this.listener = listener;
+        resolve();
+      });
+    });
+  }
+
+  async cut() {
+    const listener = this.listener;
+    this.listener = null;
+    for (const s of this.sockets) s.resetAndDestroy ? s.resetAndDestroy() : s.destroy();
+    this.sockets.clear();
+    if (listener) await new Promise((resolve) => listener.close(resolve));
+  }
 }
 
 export function artifactsDir() {

@@ -16,7 +16,7 @@ export const KNOWN_GAPS = {
   // span stays in the file, so the take is longer than the time recorded.
   // Fixed when the recorder and server handle a pause that does not pause
   // (issue 12, "A take's saved duration equals the time ... recorded").
-  webkitPauseIgnored: { browser: "webkit", on: true },
+  webkitPauseIgnored: { browser: "webkit", on: false },
 };
 
 /**

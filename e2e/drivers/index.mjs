@@ -143,11 +143,32 @@ class Driver {
 // ------------------------------------------------------------- Chromium
 
 class ChromiumDriver extends Driver {
-  static async launch({ dir, wav }) {
+  static async launch({ dir, wav, profile, inMemory }) {
     const driver = new ChromiumDriver("chromium");
-    const { context, page, logs } = await launchBrowser(dir, wav);
-    Object.assign(driver, { context, page, logLines: logs });
+    const { context, page, logs, userDataDir } = await launchBrowser(dir, wav, { userDataDir: profile, inMemory });
+    Object.assign(driver, { context, page, logLines: logs, userDataDir });
     return driver;
+  }
+
+  async reload() {
+    // A take under way asks before the page goes (beforeunload): leave.
+    const accept = (d) => d.accept().catch(() => {});
+    this.page.on("dialog", accept);
+    try {
+      await this.page.reload();
+    } finally {
+      this.page.off("dialog", accept);
+    }
+  }
+
+  /** SIGKILLs the browser process (a crash); its profile stays for the next launch. */
+  async kill() {
+    // Chromium names its main process in the profile's lock: "host-pid".
+    const lock = fs.readlinkSync(path.join(this.userDataDir, "SingletonLock"));
+    const pid = Number(lock.slice(lock.lastIndexOf("-") + 1));
+    process.kill(pid, "SIGKILL");
+    await this.until(() => !alive(pid), { timeout: 10_000, what: () => `Chromium ${pid} to die` });
+    await this.close();
   }
 
   evalExpression(expression) {
@@ -193,7 +214,7 @@ class ChromiumDriver extends Driver {
 // -------------------------------------------------------------- Firefox
 
 class FirefoxDriver extends Driver {
-  static async launch({ dir }) {
+  static async launch({ dir, profile, prefs = {} }) {
     const { default: puppeteer } = await import("puppeteer-core");
     const driver = new FirefoxDriver("firefox");
     driver.pulse = await startPulseAudio(dir);
@@ -202,7 +223,7 @@ class FirefoxDriver extends Driver {
         browser: "firefox",
         executablePath: FIREFOX,
         headless: true,
-        userDataDir: fs.mkdtempSync(path.join(dir, "firefox-")),
+        userDataDir: profile ?? fs.mkdtempSync(path.join(dir, "firefox-")),
         defaultViewport: VIEWPORT,
         env: { ...process.env, ...driver.pulse.env },
         extraPrefsFirefox: {
@@ -212,6 +233,7 @@ class FirefoxDriver extends Driver {
           // The player starts on the click that chose a recording.
           "media.autoplay.default": 0,
           "media.autoplay.blocking_policy": 0,
+          ...prefs,
         },
       });
       const [first] = await driver.browser.pages();
@@ -241,6 +263,27 @@ class FirefoxDriver extends Driver {
 
   clickElement(element) {
     return element.click();
+  }
+
+  async reload() {
+    const accept = (d) => d.accept().catch(() => {});
+    this.page.on("dialog", accept);
+    try {
+      await this.page.reload();
+    } finally {
+      this.page.off("dialog", accept);
+    }
+  }
+
+  /** SIGKILLs the browser process (a crash); its profile stays for the next launch. */
+  async kill() {
+    const child = this.browser.process();
+    child.kill("SIGKILL");
+    await this.until(() => child.exitCode !== null || child.signalCode !== null, {
+      timeout: 10_000,
+      what: () => `Firefox ${child.pid} to die`,
+    });
+    await this.close();
   }
 
   async fillElement(element, value) {
@@ -405,13 +448,25 @@ class WebKitDriver extends Driver {
 
 const BACKENDS = { chromium: ChromiumDriver, firefox: FirefoxDriver, webkit: WebKitDriver };
 
+/** Whether process `pid` still exists. */
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Starts `browser` ("chromium", "firefox" or "webkit") with a fake
  * microphone (Chromium plays `wav`; Firefox and WebKit have their own tone)
- * and everything it needs around it, all in `dir`.
+ * and everything it needs around it, all in `dir`. `profile` reuses a
+ * profile folder (Chromium and Firefox), `prefs` adds Firefox preferences,
+ * `inMemory` gives Chromium a context without a profile on disk.
  */
-export async function launch(browser, { dir, wav }) {
+export async function launch(browser, { dir, wav, profile, prefs, inMemory }) {
   const backend = BACKENDS[browser];
   if (!backend) throw new Error(`unknown browser ${browser}: one of ${BROWSERS.join(", ")}`);
-  return backend.launch({ dir, wav });
+  return backend.launch({ dir, wav, profile, prefs, inMemory });
 }

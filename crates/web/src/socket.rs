@@ -8,8 +8,8 @@
 //! `Uint8Array` (a Socket.IO binary attachment).
 
 use audiobook_wire::{
-    AppendAck, HandshakeAuth, Record, RecordingError, ResumeAck, ResumeRecording, StartAck, StartRecording, StopAck,
-    StopRecording, events,
+    AppendAck, Failure, HandshakeAuth, Record, RecordingError, ResumeAck, ResumeRecording, StartAck, StartRecording,
+    StopAck, StopRecording, events,
 };
 use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use serde::Serialize;
@@ -149,11 +149,24 @@ impl Socket {
         self.raw.active()
     }
 
-    /// `start-recording`: the server opens a recording and names its id.
-    pub async fn start_recording(&self, mime_type: &str) -> Result<Uuid, String> {
-        let payload = StartRecording { mime_type: mime_type.to_string(), name: None };
-        let ack: StartAck = self.request(events::START_RECORDING, &to_js(&payload)).await.map_err(|e| e.to_string())?;
-        Ok(ack.recording_id)
+    /// `start-recording`: the server opens a recording and names its id, or
+    /// refuses (for a while, when the refusal carries `retry_after_ms`).
+    pub async fn start_recording(
+        &self,
+        mime_type: &str,
+        name: Option<&str>,
+    ) -> Result<Result<Uuid, Failure>, EmitError> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Answer {
+            Ok(StartAck),
+            Err(Failure),
+        }
+        let payload = StartRecording { mime_type: mime_type.to_string(), name: name.map(str::to_string) };
+        Ok(match self.request(events::START_RECORDING, &to_js(&payload)).await? {
+            Answer::Ok(ack) => Ok(ack.recording_id),
+            Answer::Err(failure) => Err(failure),
+        })
     }
 
     /// `append-recording` with the chunk as a binary attachment.

@@ -1,11 +1,16 @@
-// AudioBook's service worker: the app shell (page, wasm, scripts, styles)
-// is kept in a cache so the app opens without a network. Shell files are
-// fetched from the network first (so a new build is picked up at once when
-// online) and from the cache when offline. The API, Socket.IO and media are
+// AudioBook's service worker: the app shell (page, wasm, scripts, styles,
+// the Socket.IO client and config.js) is kept in a cache so the app opens
+// and records without a network; takes wait in the page's vault
+// (IndexedDB) until the server can be reached.
+//
+// Shell files are fetched from the network first, so a new build (or a
+// rewritten config.js) is picked up at once when online; the cached copy
+// answers when the network fails, answers with a server error, or takes
+// longer than NETWORK_TIMEOUT_MS (a network that swallows packets would
+// otherwise keep the app from opening). The API, Socket.IO and media are
 // never cached: they always go to the server.
-const SHELL_CACHE = "audiobook-shell-v1";
+const SHELL_CACHE = "audiobook-shell-v2";
 const SHELL = [
-  "/",
   "/index.html",
   "/web.js",
   "/web_bg.wasm",
@@ -15,11 +20,16 @@ const SHELL = [
   "/vendor/socket.io.min.js",
 ];
 // Paths the web app routes in the browser: offline they get the cached page.
-const APP_ROUTES = ["/", "/onboard", "/recorder", "/records"];
+const APP_ROUTES = ["/", "/index.html", "/onboard", "/recorder", "/records"];
+const NETWORK_TIMEOUT_MS = 4000;
 
 self.addEventListener("install", (event) => {
   event.waitUntil(
-    caches.open(SHELL_CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()),
+    caches
+      .open(SHELL_CACHE)
+      // The HTTP cache is bypassed so the shell is the one being served now.
+      .then((cache) => cache.addAll(SHELL.map((path) => new Request(path, { cache: "reload" }))))
+      .then(() => self.skipWaiting()),
   );
 });
 
@@ -32,25 +42,41 @@ self.addEventListener("activate", (event) => {
   );
 });
 
-function isShell(url) {
-  return url.origin === self.location.origin && (SHELL.includes(url.pathname) || APP_ROUTES.includes(url.pathname));
+/** The cache key of a shell request: its path, the page for every app route; null for anything else. */
+function shellKey(url) {
+  if (url.origin !== self.location.origin) return null;
+  if (APP_ROUTES.includes(url.pathname)) return "/index.html";
+  return SHELL.includes(url.pathname) ? url.pathname : null;
+}
+
+// Stored with the server's Vary (Accept-Encoding): looked up by path only.
+const cached = (key) => caches.match(key, { ignoreVary: true });
+
+function networkFirst(request, key) {
+  const network = fetch(request).then((response) => {
+    if (response.ok && response.type === "basic") {
+      const copy = response.clone();
+      caches.open(SHELL_CACHE).then((cache) => cache.put(key, copy)).catch(() => {});
+    }
+    return response;
+  });
+  // Settled either way; the race below decides what the page gets.
+  network.catch(() => {});
+  const slow = new Promise((resolve) => setTimeout(resolve, NETWORK_TIMEOUT_MS)).then(() => "slow");
+  return Promise.race([network, slow])
+    .then(async (first) => {
+      if (first === "slow") return (await cached(key)) || network;
+      // A proxy answering for a server that is down.
+      if (first.status >= 500) return (await cached(key)) || first;
+      return first;
+    })
+    .catch(async () => (await cached(key)) || Response.error());
 }
 
 self.addEventListener("fetch", (event) => {
   const request = event.request;
   if (request.method !== "GET") return;
-  const url = new URL(request.url);
-  if (!isShell(url)) return; // API, Socket.IO, media: straight to the network
-  const key = APP_ROUTES.includes(url.pathname) ? "/index.html" : url.pathname;
-  event.respondWith(
-    fetch(request)
-      .then((response) => {
-        if (response.ok) {
-          const copy = response.clone();
-          caches.open(SHELL_CACHE).then((cache) => cache.put(key, copy));
-        }
-        return response;
-      })
-      .catch(() => caches.match(key).then((cached) => cached || Response.error())),
-  );
+  const key = shellKey(new URL(request.url));
+  if (key === null) return; // API, Socket.IO, media: straight to the network
+  event.respondWith(networkFirst(request, key));
 });

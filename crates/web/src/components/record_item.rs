@@ -22,16 +22,24 @@ pub fn RecordItem(
     let r = record.get_untracked();
     let when = local_date_time(&r.created_at.to_rfc3339());
     let iso = r.created_at.to_rfc3339();
-    let status = match r.status {
-        RecordStatus::Ready => None,
-        RecordStatus::Pending => Some("uploading"),
-        RecordStatus::Interrupted => Some("interrupted"),
-        RecordStatus::Recording => Some("recording"),
+    // A take still open is shown as it stands (the page refreshes it), and
+    // cannot be played, shared or deleted until it is saved.
+    let in_progress = r.status == RecordStatus::Recording;
+    let status = move || {
+        record.with(|r| match r.status {
+            RecordStatus::Ready => None,
+            RecordStatus::Pending => Some("uploading"),
+            RecordStatus::Interrupted => Some("interrupted"),
+            RecordStatus::Recording if r.client_connected == Some(false) => {
+                Some("waiting for the device that recorded it")
+            }
+            RecordStatus::Recording => Some("in progress"),
+        })
     };
     let record_id = r.id.to_string();
     let duration = format::duration_ms(r.duration_ms);
     let duration_words = format::duration_words(r.duration_ms);
-    let size = format::size(r.size_bytes);
+    let size = move || record.with(|r| format::size(r.size_bytes));
     let name = move || record.with(|r| r.name.clone());
     let key = r.id.simple().to_string();
     let (name_id, input_id, error_id) = (format!("name-{key}"), format!("rename-{key}"), format!("rename-error-{key}"));
@@ -174,8 +182,12 @@ pub fn RecordItem(
     view! {
         <li class="record" class:record-selected=move || selected.get() data-record-id=record_id>
             <div class="record-row">
-                <button type="button" class="record-play"
-                        aria-label=move || format!("Play {}", name())
+                <button type="button" class="record-play" disabled=in_progress
+                        aria-label=move || if in_progress {
+                            format!("{} is still being recorded", name())
+                        } else {
+                            format!("Play {}", name())
+                        }
                         aria-pressed=move || selected.get().to_string()
                         on:click=move |_| on_play.run(())>
                     <span class="record-icon" aria-hidden="true">"▶"</span>
@@ -208,22 +220,24 @@ pub fn RecordItem(
                         <span class="record-duration" aria-label=duration_words>{duration}</span>
                         <span aria-hidden="true">" · "</span>
                         <span class="record-size">{size}</span>
-                        {status.map(|s| view! { <span class="tag">{s}</span> })}
+                        {move || status().map(|s| view! { <span class="tag">{s}</span> })}
                     </p>
                 </div>
             </div>
-            <div class="record-actions">
-                <button type="button" class="action" node_ref=rename_button
-                        aria-label=move || format!("Rename {}", name()) on:click=move |_| start_rename()>"Rename"</button>
-                <a class="action" href=download download=""
-                   aria-label=move || format!("Download {}", name())>"Download"</a>
-                <button type="button" class="action" aria-expanded=move || share_open.get().to_string()
-                        aria-label=move || format!("Share {}", name())
-                        disabled=move || share_busy.get() on:click=toggle_share>"Share"</button>
-                <button type="button" class="action action-danger"
-                        aria-label=move || format!("Delete {}", name())
-                        on:click=move |_| confirming.set(true)>"Delete"</button>
-            </div>
+            <Show when=move || !in_progress>
+                <div class="record-actions">
+                    <button type="button" class="action" node_ref=rename_button
+                            aria-label=move || format!("Rename {}", name()) on:click=move |_| start_rename()>"Rename"</button>
+                    <a class="action" href=download download=""
+                       aria-label=move || format!("Download {}", name())>"Download"</a>
+                    <button type="button" class="action" aria-expanded=move || share_open.get().to_string()
+                            aria-label=move || format!("Share {}", name())
+                            disabled=move || share_busy.get() on:click=toggle_share>"Share"</button>
+                    <button type="button" class="action action-danger"
+                            aria-label=move || format!("Delete {}", name())
+                            on:click=move |_| confirming.set(true)>"Delete"</button>
+                </div>
+            </Show>
             <Show when=move || share_open.get()>
                 <div class="panel share-panel" role="group" aria-label="Public link">
                     <p class="panel-text">"Anyone with this link can listen (and nothing else of yours is shown):"</p>

@@ -53,6 +53,12 @@ pub fn OnboardPage() -> impl IntoView {
                         Err(e) => error.set(Some(e)),
                     }
                 }
+                // Offline: everything but this first step works without the server.
+                Err(e) if e.status.is_none() => error.set(Some(
+                    "Signing in needs a connection to the AudioBook server the first time; after that, \
+                     AudioBook records without one. Check your connection and try again."
+                        .into(),
+                )),
                 Err(e) => error.set(Some(e.message)),
             }
             busy.set(false);

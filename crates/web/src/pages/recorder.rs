@@ -1,5 +1,7 @@
-//! `/recorder`: record, pause, resume and stop; the take streams to the
-//! server as it is recorded.
+//! `/recorder`: record, pause, resume and stop; the take is kept on this
+//! device and streams to the server as it is recorded (offline, it uploads
+//! when the connection is back). Takes recovered from this device when the
+//! app opened are told about here.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -13,7 +15,7 @@ use crate::components::{
     Clock, ConnectionBadge, LevelMeter, ShortcutButton, ShortcutHelp, Shortcuts, StatusBanner, Tone,
 };
 use crate::format;
-use crate::recorder::studio::{Conn, Phase, Studio};
+use crate::recorder::studio::{Conn, NoticeKind, Phase, Studio};
 use crate::session::{log_out, use_session};
 
 const SHORTCUTS: Shortcuts =
@@ -28,7 +30,7 @@ pub fn RecorderPage() -> impl IntoView {
         navigate("/onboard", NavigateOptions { replace: true, ..Default::default() });
         return ().into_any();
     };
-    let studio = Studio::open(current, &crate::config::server_url());
+    let studio = Studio::open(&current);
     let ui = studio.ui();
     let studio = StoredValue::new_local(studio);
     on_cleanup(move || studio.with_value(|s| s.close()));
@@ -45,11 +47,16 @@ pub fn RecorderPage() -> impl IntoView {
         record();
     };
     // Leaving for the list mid-take asks first (closing the tab is guarded
-    // by a beforeunload prompt).
+    // by a beforeunload prompt): it stops the recording, which is kept.
     let guard_leave = move |ev: leptos::ev::MouseEvent| {
         if studio.with_value(|s| s.has_unsaved_audio()) {
             let leave = web_sys::window()
-                .and_then(|w| w.confirm_with_message("Your recording is not saved yet. Leave and lose it?").ok())
+                .and_then(|w| {
+                    w.confirm_with_message(
+                        "Leaving stops the recording. What was recorded so far is kept and uploaded. Leave?",
+                    )
+                    .ok()
+                })
                 .unwrap_or(true);
             if !leave {
                 ev.prevent_default();
@@ -69,17 +76,22 @@ pub fn RecorderPage() -> impl IntoView {
         Phase::MicError(e) => e,
         Phase::Recording => "Recording…".to_string(),
         Phase::Paused => "Paused. Press Resume to go on.".to_string(),
-        Phase::Saving => {
-            let unsent = ui.unsent_bytes.get();
-            if unsent > 0 && ui.conn.get() != Conn::Online {
-                format!("Saving… {} waiting for the connection.", format::size(unsent))
-            } else {
-                "Saving…".to_string()
-            }
-        }
+        Phase::Saving if ui.conn.get() != Conn::Online => "Saved on this device, will upload when online.".to_string(),
+        Phase::Saving => "Saving…".to_string(),
         Phase::Saved(r) => format!("Saved “{}” ({}).", r.name, format::duration_ms(r.duration_ms)),
+        Phase::Failed(e) if ui.unkept_bytes.get() == 0 => format!(
+            "The recording could not be saved: {} It is kept on this device, and AudioBook tries again the next \
+             time it opens.",
+            e.trim_end_matches('.').to_string() + "."
+        ),
         Phase::Failed(e) => format!("The recording could not be saved: {e}"),
     };
+    // Recording with no connection: the take is kept here meanwhile.
+    let offline_note = move || {
+        (matches!(phase.get(), Phase::Recording | Phase::Paused) && ui.conn.get() != Conn::Online)
+            .then_some("No connection: the recording is kept on this device and uploads when online.")
+    };
+    let storage_note = move || ui.stopped_early.get().or_else(|| ui.storage_warning.get());
     let recording = move || matches!(phase.get(), Phase::Recording);
     let paused = move || matches!(phase.get(), Phase::Paused);
     let live = move || matches!(phase.get(), Phase::Recording | Phase::Paused);
@@ -177,15 +189,40 @@ pub fn RecorderPage() -> impl IntoView {
                 <StatusBanner tone=tone>
                     <span class="status-text">{status_text}</span>
                 </StatusBanner>
+                <Show when=move || offline_note().is_some()>
+                    <p class="offline-note">{offline_note}</p>
+                </Show>
+                <Show when=move || storage_note().is_some()>
+                    <StatusBanner tone=Tone::Error>
+                        <span class="storage-note">{storage_note}</span>
+                    </StatusBanner>
+                </Show>
                 <p class="transfer" aria-live="off">
                     {move || {
-                        let (sent, unsent) = (ui.sent_bytes.get(), ui.unsent_bytes.get());
+                        let (sent, unsent, unkept) = (ui.sent_bytes.get(), ui.unsent_bytes.get(), ui.unkept_bytes.get());
                         (live() || matches!(phase.get(), Phase::Saving)).then(|| {
-                            format!("Sent {} · waiting {}", format::size(sent), format::size(unsent))
+                            let mut text = format!("Sent {} · waiting {}", format::size(sent), format::size(unsent));
+                            if unkept > 0 {
+                                text.push_str(&format!(" ({} in this page only)", format::size(unkept)));
+                            } else if unsent > 0 {
+                                text.push_str(" (kept on this device)");
+                            }
+                            text
                         })
                     }}
                 </p>
             </section>
+            <Show when=move || !ui.notices.with(Vec::is_empty)>
+                // Not status banners: the take recorded here keeps the one
+                // success line of the page.
+                <ul class="notices" aria-label="Recordings kept on this device" role="status" aria-live="polite">
+                    <For each=move || ui.notices.get() key=|n| (n.key, n.kind, n.text.clone()) let:notice>
+                        <li class="status notice" data-kind=match notice.kind {
+                            NoticeKind::Pending => "pending", NoticeKind::Done => "done", NoticeKind::Problem => "problem",
+                        }>{notice.text}</li>
+                    </For>
+                </ul>
+            </Show>
         </main>
     }
     .into_any()

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use audiobook_wire::Record;
+use audiobook_wire::{Record, RecordStatus};
 use leptos::html::Audio;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -27,6 +27,8 @@ const UNDO_WINDOW: Duration = Duration::from_secs(5);
 const TOAST_TIME: Duration = Duration::from_secs(4);
 /// Typing pause before a search is sent.
 const SEARCH_DEBOUNCE: Duration = Duration::from_millis(250);
+/// How often takes still being recorded are looked at again.
+const IN_PROGRESS_REFRESH: Duration = Duration::from_secs(3);
 
 const SHORTCUTS: Shortcuts = &[
     (&["Space", "K"], "Play or pause"),
@@ -121,6 +123,49 @@ pub fn RecordsPage() -> impl IntoView {
         }
     };
     load(String::new());
+
+    // Takes still open show how far they got and turn into saved ones
+    // without a reload; this device's own takes go on uploading meanwhile.
+    let outbox = crate::recorder::outbox::Outbox::for_session(&current);
+    let refresh = {
+        let current = current.clone();
+        let to_items = to_items.clone();
+        move || {
+            if state.get_untracked() != Load::Loaded {
+                return;
+            }
+            let (current, to_items) = (current.clone(), to_items.clone());
+            let (q, generation_now) = (shown_query.get_untracked(), generation.get_value());
+            spawn_local(async move {
+                let Ok(page) = api::records_page(&current, &q, None).await else { return };
+                if generation.try_get_value() == Some(generation_now) {
+                    items.update(|list| merge_fresh(list, page.records, &to_items));
+                }
+            });
+        }
+    };
+    let open_takes = move || items.with_untracked(|l| l.iter().any(|i| i.record.with_untracked(is_open)));
+    let poll = {
+        let refresh = refresh.clone();
+        set_interval_with_handle(
+            move || {
+                if open_takes() {
+                    refresh()
+                }
+            },
+            IN_PROGRESS_REFRESH,
+        )
+        .ok()
+    };
+    on_cleanup(move || poll.into_iter().for_each(|h| h.clear()));
+    let saved_here = outbox.saved.clone();
+    Effect::new(move |before: Option<u64>| {
+        let now = saved_here.get();
+        if before.is_some_and(|b| b != now) {
+            refresh();
+        }
+        now
+    });
 
     let load_more = {
         let current = current.clone();
@@ -331,7 +376,7 @@ pub fn RecordsPage() -> impl IntoView {
         .into_any(),
         Load::Loaded => view! {
             <ul class="records" aria-label="Recordings, newest first">
-                <For each=visible key=|i| i.id let:item>
+                <For each=visible key=|i| (i.id, i.record.with_untracked(|r| r.status)) let:item>
                     <RecordItem
                         record=item.record
                         selected=Signal::derive(move || selected.with(|s| s.map(|s| s.id) == Some(item.id)))
@@ -392,6 +437,34 @@ pub fn RecordsPage() -> impl IntoView {
         <ShortcutHelp open=help_open shortcuts=SHORTCUTS />
     }
     .into_any()
+}
+
+fn is_open(r: &Record) -> bool {
+    r.status == RecordStatus::Recording
+}
+
+/// Brings `list` up to date with a fresh first page: changed records are
+/// updated in place (a new item when the status changed, so it is drawn
+/// anew), new ones go on top, and open takes that vanished go.
+fn merge_fresh(list: &mut Vec<Item>, fresh: Vec<Record>, to_items: &impl Fn(Vec<Record>) -> Vec<Item>) {
+    let mut new = Vec::new();
+    for r in &fresh {
+        match list.iter_mut().find(|i| i.id == r.id) {
+            Some(item) if item.record.with_untracked(|old| old.status != r.status) => {
+                *item = to_items(vec![r.clone()]).remove(0);
+            }
+            Some(item) => {
+                if item.record.with_untracked(|old| old != r) {
+                    item.record.set(r.clone());
+                }
+            }
+            None => new.push(r.clone()),
+        }
+    }
+    list.retain(|i| !i.record.with_untracked(is_open) || fresh.iter().any(|r| r.id == i.id));
+    let mut top = to_items(new);
+    top.append(list);
+    *list = top;
 }
 
 /// Moves focus to the first element matching `selector` once it is drawn.

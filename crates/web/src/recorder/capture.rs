@@ -1,5 +1,7 @@
 //! The microphone, MediaRecorder with a 1 s timeslice, and an AnalyserNode
-//! for the input level.
+//! for the input level. When the page is hidden or left, the recorder is
+//! asked for what it holds at once (`requestData()`), so a page that is
+//! then closed or killed loses at most about a second.
 
 use futures::StreamExt;
 use futures::channel::mpsc;
@@ -12,7 +14,10 @@ use web_sys::{
     MediaStreamConstraints, MediaStreamTrack, RecordingState,
 };
 
-/// MediaRecorder hands over data this often, so chunks stream live.
+use super::lifecycle::{self, Listener};
+
+/// MediaRecorder hands over data this often, so chunks stream live and a
+/// crash loses at most this much.
 const TIMESLICE_MS: i32 = 1000;
 
 /// Container types in order of preference.
@@ -77,6 +82,8 @@ pub struct Capture {
     _on_data: Closure<dyn FnMut(BlobEvent)>,
     _on_stop: Closure<dyn FnMut(Event)>,
     _on_error: Closure<dyn FnMut(Event)>,
+    /// `requestData()` on `pagehide` and when the page is hidden.
+    _flush_on_leave: Vec<Listener>,
 }
 
 impl Capture {
@@ -134,6 +141,27 @@ impl Capture {
         });
 
         recorder.start_with_time_slice(TIMESLICE_MS).map_err(|_| "The recorder could not start.".to_string())?;
+        let flush = {
+            let recorder = recorder.clone();
+            move || {
+                if recorder.state() != RecordingState::Inactive {
+                    let _ = recorder.request_data();
+                }
+            }
+        };
+        let on_hidden = {
+            let flush = flush.clone();
+            move || {
+                if lifecycle::page_hidden() {
+                    flush();
+                }
+            }
+        };
+        let flush_on_leave =
+            [lifecycle::on_window("pagehide", flush), lifecycle::on_document("visibilitychange", on_hidden)]
+                .into_iter()
+                .flatten()
+                .collect();
         let audio = level_meter(&stream);
         Ok(Capture {
             stream,
@@ -144,6 +172,7 @@ impl Capture {
             _on_data: on_data,
             _on_stop: on_stop,
             _on_error: on_error,
+            _flush_on_leave: flush_on_leave,
         })
     }
 

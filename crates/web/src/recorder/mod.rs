@@ -1,11 +1,31 @@
-//! Recording: the microphone and MediaRecorder ([`capture`]), the chunk queue
-//! that keeps audio until the server has it ([`queue`]), and the studio that
-//! streams a take over the socket and resumes after a dropped connection
-//! ([`studio`]).
+//! Recording: the microphone and MediaRecorder ([`capture`]) and the take's
+//! [`clock`], the vault that
+//! keeps every chunk on this device until the server saved the take
+//! ([`vault`]), the upload protocol of a take ([`upload`], over the chunk
+//! numbers of [`queue`]), what the app does with takes it finds in the
+//! vault when it opens ([`recovery`]), the outbox that sends every take
+//! over the one socket ([`outbox`], one [`take`] each), and the studio
+//! behind the recorder page ([`studio`]).
 
+pub mod clock;
 pub mod queue;
+pub mod recovery;
+pub mod upload;
+pub mod vault;
 
 #[cfg(target_arch = "wasm32")]
 pub mod capture;
 #[cfg(target_arch = "wasm32")]
+mod idb;
+#[cfg(target_arch = "wasm32")]
+mod lifecycle;
+#[cfg(target_arch = "wasm32")]
+mod locks;
+#[cfg(target_arch = "wasm32")]
+pub mod outbox;
+#[cfg(target_arch = "wasm32")]
+mod quota;
+#[cfg(target_arch = "wasm32")]
 pub mod studio;
+#[cfg(target_arch = "wasm32")]
+pub mod take;
