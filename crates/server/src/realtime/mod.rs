@@ -204,7 +204,10 @@ impl Worker {
                 },
                 Command::Append(req, ack, arrived) => {
                     let reply = self.append(req).await;
-                    if let AppendAck::Err(e) = &reply {
+                    // A temporary refusal is only for the ack: nothing failed.
+                    if let AppendAck::Err(e) = &reply
+                        && e.retry_after_ms.is_none()
+                    {
                         self.emit_error(e.recording_id, &e.error);
                     }
                     send_ack(ack, &reply);
@@ -223,7 +226,8 @@ impl Worker {
                                 tracing::debug!(error = %e, "cannot emit recording-saved");
                             }
                         }
-                        StopAck::Err(e) => self.emit_error(e.recording_id, &e.error),
+                        StopAck::Err(e) if e.retry_after_ms.is_none() => self.emit_error(e.recording_id, &e.error),
+                        StopAck::Err(_) => {}
                     }
                     send_ack(ack, &reply);
                 }
