@@ -681,3 +681,58 @@ async fn a_pause_the_recorder_ignored_is_cut(backend: Backend) {
     app.stop().await;
 }
 both_backends!(ignored_pause, a_pause_the_recorder_ignored_is_cut);
+
+/// An instance died while saving a take, and its spool died with it (no
+/// shared spool): the client's retried stop is told to send the take again
+/// from the start, and it is saved complete.
+async fn a_take_lost_while_being_saved_is_sent_again(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |c| c.limits.recording_grace = Duration::from_secs(2)).await else {
+        return;
+    };
+    let api = Api::new(&app.url);
+    let me = api.onboard("Unlucky").await.unwrap();
+    let socket = Socket::connect(&app.url, &me.token).await.unwrap();
+    let id = socket
+        .start(&StartRecording { mime_type: "audio/webm;codecs=opus".into(), name: None })
+        .await
+        .unwrap()
+        .recording_id;
+    let blobs = three_second_blobs();
+    for (seq, blob) in blobs.iter().enumerate() {
+        ok_ack(socket.append(&chunk(seq as u64, id, blob.clone())).await.unwrap());
+    }
+    socket.cut();
+    // Another instance claimed it for saving, then died with its disk.
+    app.state.recordings.forget_for_tests(id).await;
+    let dead = Uuid::new_v4();
+    let long_ago = chrono::Utc::now() - chrono::Duration::seconds(60);
+    let sql = "UPDATE records SET status = 'finalizing', outcome = 'ready', owner_instance = $2, last_seen_at = $3 WHERE id = $1";
+    match &app.state.db {
+        audiobook_server::db::Db::Sqlite(p) => {
+            sqlx::query(sql).bind(id).bind(dead).bind(long_ago).execute(&p.write).await.unwrap();
+        }
+        audiobook_server::db::Db::Postgres(p) => {
+            sqlx::query(sql).bind(id).bind(dead).bind(long_ago).execute(p).await.unwrap();
+        }
+    }
+    for ext in ["data", "idx", "peaks"] {
+        let _ = std::fs::remove_file(app.spool_dir().join(format!("{id}.{ext}")));
+    }
+    let socket = Socket::connect(&app.url, &me.token).await.unwrap();
+    let stop = StopRecording { recording_id: Some(id), chunks: Some(3), ..Default::default() };
+    match socket.stop(&stop).await.unwrap() {
+        StopAck::Err(e) => assert_eq!(e.next_seq, Some(0), "send it all again: {e:?}"),
+        StopAck::Ok(ok) => panic!("saved without its audio: {ok:?}"),
+    }
+    for (seq, blob) in blobs.iter().enumerate() {
+        ok_ack(socket.append(&chunk(seq as u64, id, blob.clone())).await.unwrap());
+    }
+    let record = match socket.stop(&stop).await.unwrap() {
+        StopAck::Ok(ok) => ok.record,
+        StopAck::Err(e) => panic!("{e:?}"),
+    };
+    assert_eq!((record.status, record.duration_ms), (RecordStatus::Ready, 3000));
+    socket.cut();
+    app.stop().await;
+}
+both_backends!(lost_while_saving, a_take_lost_while_being_saved_is_sent_again);

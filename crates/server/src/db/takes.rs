@@ -244,6 +244,22 @@ impl Db {
         on_read_pool!(self, p => sqlx::query_as(&sql).bind(instance).bind(now()).fetch_all(p).await)
     }
 
+    /// Opens again a take whose holder went silent while finalizing it (see
+    /// `Recordings::reopen_lost_finalize`), held by `instance` now.
+    pub async fn reopen_lost_finalize(
+        &self,
+        id: Uuid,
+        instance: Uuid,
+        silent_since: DateTime<Utc>,
+    ) -> Result<bool, sqlx::Error> {
+        let sql = "UPDATE records SET status = 'recording', outcome = NULL, owner_instance = $2, last_seen_at = $4, \
+                   next_attempt_at = NULL, size_bytes = 0 \
+                   WHERE id = $1 AND status = 'finalizing' AND last_seen_at < $3";
+        let n = on_pool!(self, p => sqlx::query(sql).bind(id).bind(instance).bind(silent_since).bind(now())
+            .execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
     /// Marks this instance as the holder of a live take (on open or resume).
     pub async fn take_over(&self, id: Uuid, instance: Uuid) -> Result<bool, sqlx::Error> {
         let sql = "UPDATE records SET owner_instance = $2, last_seen_at = $3 WHERE id = $1 AND status = 'recording'";

@@ -354,12 +354,15 @@ impl Recordings {
 
     /// Takes over a live take from the spool and the database.
     async fn load(&self, user_id: Uuid, id: Uuid) -> RecordingResult<Arc<Held>> {
-        let row = self.db.record(id).await?.ok_or(RecordingError::NotFound(id))?;
+        let mut row = self.db.record(id).await?.ok_or(RecordingError::NotFound(id))?;
         if row.user_id != user_id {
             return Err(RecordingError::NotYours(id));
         }
         match row.status() {
             StoredStatus::Recording => {}
+            StoredStatus::Finalizing if self.reopen_lost_finalize(&row).await? => {
+                row = self.db.record(id).await?.ok_or(RecordingError::NotFound(id))?;
+            }
             StoredStatus::Finalizing => return Err(RecordingError::Busy(id)),
             _ => return Err(RecordingError::AlreadySaved(id)),
         }
@@ -431,6 +434,23 @@ impl Recordings {
             live.spool = Some(spool);
         }
         Ok(live.spool.as_mut().expect("opened above"))
+    }
+
+    /// A take whose holder died while finalizing it, with its spool (no
+    /// shared spool folder): nothing on the server can finish it, but its
+    /// client still has the audio. It is opened again as a live take, so the
+    /// client's retried stop answers `next_seq` 0 and the take is sent again.
+    async fn reopen_lost_finalize(&self, row: &RecordRow) -> RecordingResult<bool> {
+        if spool::SpoolPaths::new(&self.spool_dir, row.id).exists() || row.owner_instance == Some(self.instance_id) {
+            return Ok(false);
+        }
+        let silent_since =
+            crate::db::now() - chrono::Duration::from_std(self.reaper_tick() * 3).unwrap_or(chrono::Duration::MAX);
+        let reopened = self.db.reopen_lost_finalize(row.id, self.instance_id, silent_since).await?;
+        if reopened {
+            tracing::warn!(recording_id = %row.id, "its holder died while saving it, with its spool; reopened for the client to send again");
+        }
+        Ok(reopened)
     }
 
     /// A live take whose spool is not on this disk: held by an instance that
