@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: the project's entry points (see README.md).
 
+mod cluster;
 mod deploy_checks;
 mod fuzz;
 mod services;
@@ -19,8 +20,9 @@ usage: cargo xtask <command>
                  and run AudioBook on one port (PORT, default 3000)
   test           run every test: unit, integration against real PostgreSQL and
                  S3-compatible servers started for the run, deployment checks,
-                 a short fuzz run of the media parsers, and the browser
-                 end-to-end tests
+                 a short fuzz run of the media parsers, the browser end-to-end
+                 tests, and a small cluster fault run
+                 (cluster --debug --recorders 30 --secs 20 --takes 2 --scenarios 1,2,3)
   build-web      build the web app into target/web-dist
   e2e            only the browser end-to-end tests
   check-deploy   lint Dockerfiles, workflows and compose.yaml
@@ -31,6 +33,10 @@ usage: cargo xtask <command>
                  real-time factor, word error rate and peak memory of the transcription
                  worker on generated speech (10 s to 10 min), and the ack p99 of 100 live
                  recorders with and without transcription running
+  cluster [--recorders N] [--secs S] [--takes K] [--scenarios 1,2,3,4,5]
+                 three release instances behind HAProxy, PostgreSQL and S3 (moto), under
+                 five faults (kill, rolling deployment, lost spool, database restart, bucket
+                 outage) with N resilient recorders; every byte verified
 ";
 
 fn main() {
@@ -49,6 +55,7 @@ fn main() {
             Some(Err(_)) => Err(format!("fuzz: SECS must be a number\n\n{HELP}")),
         },
         Some("bench-transcription") => bench_transcription(&args[1..]),
+        Some("cluster") => cluster::cluster_command(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");
             Ok(())
@@ -131,12 +138,17 @@ fn test() -> Result {
     let browser = e2e_with(&dist);
     drop(s3);
     drop(postgres);
+    // Its own PostgreSQL, bucket and load balancer per scenario.
+    let cluster_started = Instant::now();
+    let cluster = cluster::test_step();
+    eprintln!("xtask: cluster faults took {:.0} s", cluster_started.elapsed().as_secs_f64());
 
     let failures: Vec<String> = [
         ("cargo test", unit),
         ("deployment checks", deploy),
         ("fuzzing", fuzzing),
         ("browser end-to-end tests", browser),
+        ("cluster faults", cluster),
     ]
     .into_iter()
     .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))

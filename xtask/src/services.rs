@@ -15,6 +15,9 @@ pub struct Postgres {
     bin: PathBuf,
     data: PathBuf,
     as_postgres_user: bool,
+    /// Server options and log file, to start it again after [`Postgres::stop`].
+    opts: String,
+    log: PathBuf,
 }
 
 fn postgres_bin() -> Option<PathBuf> {
@@ -49,11 +52,17 @@ impl Postgres {
                 p = d.parent();
             }
         }
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+            dir.display()
+        );
         let pg = Postgres {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
             bin,
             data: data.clone(),
             as_postgres_user,
+            opts,
+            log: dir.join("postgres.log"),
         };
         pg.command("initdb")
             .args(["-D"])
@@ -63,27 +72,42 @@ impl Postgres {
             .status()
             .map_err(|e| e.to_string())
             .and_then(|s| if s.success() { Ok(()) } else { Err("initdb failed".into()) })?;
-        let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
-            dir.display()
-        );
-        let log = dir.join("postgres.log");
-        let status = pg
+        pg.start_again()?;
+        eprintln!("xtask: PostgreSQL {} on port {port}", pg.bin.display());
+        Ok(pg)
+    }
+
+    /// Starts the server (again, after [`Postgres::stop`]) on its port and data.
+    pub fn start_again(&self) -> Result {
+        let status = self
             .command("pg_ctl")
             .arg("-D")
-            .arg(&data)
+            .arg(&self.data)
             .args(["-l"])
-            .arg(&log)
-            .args(["-o", &opts, "-w", "-t", "60", "start"])
+            .arg(&self.log)
+            .args(["-o", &self.opts, "-w", "-t", "60", "start"])
             .stdout(Stdio::null())
             .status()
             .map_err(|e| e.to_string())?;
         if !status.success() {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             return Err(format!("PostgreSQL did not start:\n{log}"));
         }
-        eprintln!("xtask: PostgreSQL {} on port {port}", pg.bin.display());
-        Ok(pg)
+        Ok(())
+    }
+
+    /// Stops the server as a database restart does: sessions are ended
+    /// (fast shutdown), clients see their connections drop.
+    pub fn stop(&self) -> Result {
+        let status = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "-t", "60", "stop"])
+            .stdout(Stdio::null())
+            .status()
+            .map_err(|e| e.to_string())?;
+        if status.success() { Ok(()) } else { Err("pg_ctl stop failed".into()) }
     }
 
     fn command(&self, tool: &str) -> Command {
@@ -139,6 +163,7 @@ pub fn pip_tool(bin: &str, packages: &[&str]) -> Result<PathBuf> {
 /// moto's S3 server on loopback, with one bucket created.
 pub struct S3 {
     pub endpoint: String,
+    pub port: u16,
     pub bucket: String,
     child: Child,
 }
@@ -154,12 +179,12 @@ impl S3 {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
-        let s3 = S3 { endpoint: format!("http://127.0.0.1:{port}"), bucket: "audiobook-test".into(), child };
+        let s3 = S3 { endpoint: format!("http://127.0.0.1:{port}"), port, bucket: "audiobook-test".into(), child };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            match http_request(port, "PUT", &format!("/{}", s3.bucket)) {
-                Ok(status) if status < 300 => break,
-                Ok(status) => return Err(format!("moto refused to create the bucket (HTTP {status})")),
+            match http(port, "PUT", &format!("/{}", s3.bucket), &[]) {
+                Ok(r) if r.status < 300 => break,
+                Ok(r) => return Err(format!("moto refused to create the bucket (HTTP {})", r.status)),
                 Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
                 Err(e) => return Err(format!("moto did not answer on port {port}: {e}")),
             }
@@ -176,12 +201,43 @@ impl Drop for S3 {
     }
 }
 
-/// A bare HTTP/1.1 request on loopback; returns the status code.
-fn http_request(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
+/// An HTTP/1.1 answer: status, header lines and body (not de-chunked).
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// A bare HTTP/1.1 request on loopback, with extra header lines and an
+/// optional body as the last `("", body)` pair of `extra`.
+pub fn http(port: u16, method: &str, path: &str, extra: &[(&str, &str)]) -> std::io::Result<HttpResponse> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head)?;
-    String::from_utf8_lossy(&head[9..12]).parse().map_err(|_| std::io::Error::other("bad HTTP status line"))
+    let body = extra.iter().find(|(k, _)| k.is_empty()).map_or("", |(_, v)| *v);
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in extra.iter().filter(|(k, _)| !k.is_empty()) {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    write!(s, "{head}Content-Length: {}\r\n\r\n{body}", body.len())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let (status_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad HTTP status line {status_line:?}")))?;
+    Ok(HttpResponse { status, headers: headers.to_string(), body: body.to_string() })
 }

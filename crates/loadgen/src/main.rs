@@ -3,12 +3,19 @@
 //! take of deterministic pseudo-random bytes paced in real time, stops, waits
 //! for `recording-saved`, then fetches the link and checks every byte.
 //!
+//! With `--resilient` each recorder survives faults of the server side as
+//! a real client would (see `resilient.rs`), optionally records several
+//! takes in a row (`--takes`), and its latencies are kept apart by the
+//! phase of a fault that a harness announces on standard input
+//! (`--phases-from-stdin`: lines `phase during`, `phase after`).
+//!
 //! Prints a progress line every few seconds, a human summary, and one JSON
 //! summary line last. Exits non-zero if any recorder failed or timed out or
 //! any byte differed. Bounded in count and time, loopback only.
 
 mod payload;
 mod recorder;
+mod resilient;
 mod stats;
 
 use std::collections::HashMap;
@@ -24,7 +31,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use recorder::{Mode, Outcome, Plan, Progress, Recorder};
-use stats::{ProcReading, Samples};
+use stats::{Phase, Phased, ProcReading};
 
 const MAX_RECORDERS: u64 = 20_000;
 const MAX_TIMEOUT_SECS: u64 = 4 * 3600;
@@ -84,6 +91,22 @@ struct Args {
     /// Seconds between progress lines (0: none).
     #[arg(long, default_value_t = 5)]
     progress_secs: u64,
+    /// Survive any fault as a real client would: reconnect with backoff,
+    /// resume, re-send from the server's next_seq (from 0 if the server lost
+    /// the take), honour retry_after_ms, retry stop until saved. Sequenced mode.
+    #[arg(long)]
+    resilient: bool,
+    /// Takes each recorder records one after the other (resilient mode).
+    #[arg(long, default_value_t = 1)]
+    takes: u64,
+    /// Read `phase before|during|after` lines on standard input and report
+    /// latencies per phase.
+    #[arg(long)]
+    phases_from_stdin: bool,
+    /// How long a take saved as `pending` may stay so after a recorder's
+    /// last take (resilient mode); also bounds retries of a playback link.
+    #[arg(long, default_value_t = 300)]
+    ready_timeout_secs: u64,
 }
 
 fn main() -> ExitCode {
@@ -117,6 +140,12 @@ fn check(args: &Args) -> Result<(), String> {
     if !(0.0..=1.0).contains(&args.drop_fraction) {
         return Err("--drop-fraction must be within 0..=1".into());
     }
+    if args.resilient && (args.mode == Mode::Original || args.drop_fraction > 0.0) {
+        return Err("--resilient needs --mode sequenced and no --drop-fraction (faults come from outside)".into());
+    }
+    if args.takes == 0 || args.takes > 1000 || (args.takes > 1 && !args.resilient) {
+        return Err("--takes must be 1..=1000, and above 1 only with --resilient".into());
+    }
     if args.drop_fraction > 0.0 && args.mode == Mode::Original {
         return Err("--drop-fraction needs --mode sequenced (the original protocol cannot resume)".into());
     }
@@ -134,7 +163,7 @@ fn check(args: &Args) -> Result<(), String> {
     if args.timeout_secs.is_some_and(|t| t == 0 || t > MAX_TIMEOUT_SECS) {
         return Err(format!("--timeout-secs must be 1..={MAX_TIMEOUT_SECS}"));
     }
-    if args.ramp_up_secs + args.duration_secs > MAX_TIMEOUT_SECS as f64 {
+    if args.ramp_up_secs + args.duration_secs * args.takes as f64 > MAX_TIMEOUT_SECS as f64 {
         return Err("ramp-up plus duration exceeds the 4-hour bound".into());
     }
     Ok(())
@@ -142,8 +171,12 @@ fn check(args: &Args) -> Result<(), String> {
 
 async fn run(args: Args) -> ExitCode {
     let chunks = ((args.duration_secs * 1000.0) / args.interval_ms as f64).round().max(1.0) as u64;
-    let timeout =
-        Duration::from_secs(args.timeout_secs.unwrap_or((args.ramp_up_secs + args.duration_secs).ceil() as u64 + 120));
+    let timeout = Duration::from_secs(
+        args.timeout_secs.unwrap_or((args.ramp_up_secs + args.duration_secs * args.takes as f64).ceil() as u64 + 120),
+    );
+    if args.phases_from_stdin {
+        read_phases_from_stdin();
+    }
     if let Some(limit) = stats::open_files_limit() {
         let need = args.recorders * 2 + 64;
         if limit < need {
@@ -172,12 +205,17 @@ async fn run(args: Args) -> ExitCode {
         ack_timeout: Duration::from_secs(args.ack_timeout_secs),
         saved_timeout: Duration::from_secs(args.saved_timeout_secs),
         reconnect_delay: Duration::from_millis(args.reconnect_delay_ms),
+        takes: args.takes,
+        resilient: args.resilient,
+        ready_timeout: Duration::from_secs(args.ready_timeout_secs),
         progress: Progress::default(),
     });
     println!(
-        "loadgen: {} recorders ({:?}), {} chunks of {} B every {} ms ({:.1} KB/s each, {:.0} s takes), ramp-up {} s, drop {:.0}%, timeout {} s",
+        "loadgen: {} recorders ({:?}{}), {} x {} chunks of {} B every {} ms ({:.1} KB/s each, {:.0} s takes), ramp-up {} s, drop {:.0}%, timeout {} s",
         args.recorders,
         args.mode,
+        if args.resilient { ", resilient" } else { "" },
+        args.takes,
         chunks,
         args.chunk_bytes,
         args.interval_ms,
@@ -231,13 +269,15 @@ async fn run(args: Args) -> ExitCode {
                 if progress_every > 0 && n.is_multiple_of(progress_every) {
                     let p = &plan.progress;
                     println!(
-                        "[{:>5.0} s] started {} streaming {} done {} failed {} chunks {}{}",
+                        "[{:>5.0} s] started {} streaming {} done {} failed {} chunks {} reconnects {} ({}){}",
                         started.elapsed().as_secs_f64(),
                         p.started.load(Ordering::Relaxed),
                         p.streaming.load(Ordering::Relaxed),
                         p.finished.load(Ordering::Relaxed),
                         p.failed.load(Ordering::Relaxed),
                         p.chunks_sent.load(Ordering::Relaxed),
+                        p.reconnects.load(Ordering::Relaxed),
+                        Phase::current().name(),
                         reading
                             .map(|r| format!(
                                 " | server RSS {:.0} MB, CPU {:.1} s",
@@ -261,8 +301,17 @@ async fn run(args: Args) -> ExitCode {
     let mut bytes_sent = 0u64;
     let mut bytes_resent = 0u64;
     let mut bytes_verified = 0u64;
-    let mut acks = Samples::default();
-    let mut saved = Samples::default();
+    let mut acks = Phased::default();
+    let mut saved = Phased::default();
+    let mut due_to_ack = Phased::default();
+    let mut takes_completed = 0u64;
+    let mut reconnects = 0u64;
+    let mut connect_failures = 0u64;
+    let mut pending_saved = 0u64;
+    let mut pending_ready = 0u64;
+    let mut resumed_below_acked = 0u64;
+    let mut bytes_reverified = 0u64;
+    let mut incidents: HashMap<String, u64> = HashMap::new();
     let mut reasons: HashMap<String, (u64, u64)> = HashMap::new();
     let mut stuck: HashMap<&'static str, u64> = HashMap::new();
     for task in tasks {
@@ -280,8 +329,17 @@ async fn run(args: Args) -> ExitCode {
         mismatched += out.mismatch as u64;
         dropped += out.dropped as u64;
         acks.extend(out.acks);
-        if let Some(d) = out.stop_to_saved {
-            saved.push(d);
+        saved.extend(out.stop_to_saved);
+        due_to_ack.extend(out.due_to_ack);
+        takes_completed += out.takes_completed;
+        reconnects += out.reconnects;
+        connect_failures += out.connect_failures;
+        pending_saved += out.pending_saved;
+        pending_ready += out.pending_ready;
+        resumed_below_acked += out.resumed_below_acked;
+        bytes_reverified += out.bytes_reverified;
+        for (what, n) in out.incidents {
+            *incidents.entry(what).or_default() += n;
         }
         match result {
             Ok(()) => completed += 1,
@@ -317,8 +375,32 @@ async fn run(args: Args) -> ExitCode {
     println!(
         "bytes: {bytes_sent} sent ({bytes_resent} re-sent after resume), {bytes_verified} verified; {mismatched} takes with differing bytes"
     );
-    println!("ack latency:    {}", acks.human());
-    println!("stop -> saved:  {}", saved.human());
+    println!("ack latency:    {}", acks.all().human());
+    println!("stop -> saved:  {}", saved.all().human());
+    if args.resilient {
+        println!(
+            "takes: {takes_completed} saved and verified (of {}); {reconnects} reconnects, {connect_failures} failed connects; {resumed_below_acked} resumes below the acknowledged chunks; {pending_saved} saved pending, {pending_ready} of them ready later ({bytes_reverified} bytes verified again from the bucket)",
+            args.recorders * args.takes
+        );
+    }
+    if args.phases_from_stdin {
+        for phase in Phase::ALL {
+            println!(
+                "phase {:<6}  ack: {}; stop -> saved: {}",
+                phase.name(),
+                acks.phase(phase).human(),
+                saved.phase(phase).human()
+            );
+            if args.resilient {
+                println!("              chunk due -> acked: {}", due_to_ack.phase(phase).human());
+            }
+        }
+    }
+    let mut incident_list: Vec<_> = incidents.iter().collect();
+    incident_list.sort_by_key(|(what, n)| (std::cmp::Reverse(**n), (*what).clone()));
+    for (what, n) in incident_list.iter().take(12) {
+        println!("incident x{n}: {what}");
+    }
     if let Some(end) = server_end {
         println!(
             "server: peak RSS {:.0} MB during the run (VmHWM {:.0} MB), RSS at end {:.0} MB, CPU {:.1} s",
@@ -356,8 +438,23 @@ async fn run(args: Args) -> ExitCode {
         "bytes_sent": bytes_sent,
         "bytes_resent": bytes_resent,
         "bytes_verified": bytes_verified,
-        "ack_latency_ms": acks.json(),
-        "stop_to_saved_ms": saved.json(),
+        "ack_latency_ms": acks.all().json(),
+        "stop_to_saved_ms": saved.all().json(),
+        "resilient": args.resilient,
+        "takes_per_recorder": args.takes,
+        "takes_completed": takes_completed,
+        "reconnects": reconnects,
+        "connect_failures": connect_failures,
+        "resumed_below_acked": resumed_below_acked,
+        "pending_saved": pending_saved,
+        "pending_ready": pending_ready,
+        "bytes_reverified": bytes_reverified,
+        "phases": Phase::ALL.iter().map(|&p| (p.name().to_string(), json!({
+            "ack_ms": acks.phase(p).json(),
+            "stop_to_saved_ms": saved.phase(p).json(),
+            "due_to_ack_ms": due_to_ack.phase(p).json(),
+        }))).collect::<serde_json::Map<String, serde_json::Value>>(),
+        "incidents": incidents,
         "server": server_end.map(|end: ProcReading| json!({
             "pid": args.server_pid,
             "peak_rss_mb": mb(run_peak_kb),
@@ -383,6 +480,23 @@ async fn run(args: Args) -> ExitCode {
 
 static PEAK_RSS_KB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// A thread that sets the phase from `phase NAME` lines on standard input
+/// (the harness that injects a fault writes them).
+fn read_phases_from_stdin() {
+    std::thread::spawn(|| {
+        let started = std::time::Instant::now();
+        for line in std::io::stdin().lines().map_while(Result::ok) {
+            match line.trim().strip_prefix("phase ").and_then(|p| Phase::parse(p.trim())) {
+                Some(phase) => {
+                    phase.set();
+                    println!("loadgen: phase {} at {:.1} s", phase.name(), started.elapsed().as_secs_f64());
+                }
+                None => eprintln!("loadgen: ignored on stdin: {line:?} (expected `phase before|during|after`)"),
+            }
+        }
+    });
+}
+
 /// Which recorders lose their connection, and before which chunk: a
 /// deterministic choice from the seed, cut between 25% and 75% of the take.
 fn drop_point(seed: u64, index: u64, fraction: f64, chunks: u64) -> Option<u64> {
@@ -396,7 +510,7 @@ fn drop_point(seed: u64, index: u64, fraction: f64, chunks: u64) -> Option<u64> 
 }
 
 /// Failure messages grouped without their numbers and ids.
-fn generalize(reason: &str) -> String {
+pub fn generalize(reason: &str) -> String {
     let mut out = String::with_capacity(reason.len());
     let mut in_num = false;
     for c in reason.chars() {

@@ -1,7 +1,9 @@
 //! One simulated recorder: onboard, connect, stream a take paced in real
 //! time, optionally lose the connection mid-take and resume, stop, wait for
-//! `recording-saved`, then fetch the link and check every byte.
+//! `recording-saved`, then fetch the link and check every byte. With
+//! `--resilient` the recorder is [`crate::resilient`]'s instead.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,7 +18,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::payload;
-use crate::stats::Samples;
+use crate::stats::{Phase, Phased};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -40,6 +42,12 @@ pub struct Plan {
     pub ack_timeout: Duration,
     pub saved_timeout: Duration,
     pub reconnect_delay: Duration,
+    /// Takes each recorder records one after the other (same user).
+    pub takes: u64,
+    /// Survive faults as a real client would (see `resilient`).
+    pub resilient: bool,
+    /// How long a take saved as `pending` may take to become `ready`.
+    pub ready_timeout: Duration,
     pub progress: Progress,
 }
 
@@ -51,6 +59,8 @@ pub struct Progress {
     pub chunks_sent: AtomicU64,
     pub finished: AtomicU64,
     pub failed: AtomicU64,
+    /// Connections made again after a loss (resilient recorders).
+    pub reconnects: AtomicU64,
 }
 
 /// What one recorder did; filled in as it goes, so a timed-out recorder
@@ -62,9 +72,39 @@ pub struct Outcome {
     pub bytes_verified: u64,
     pub mismatch: bool,
     pub dropped: bool,
-    pub acks: Samples,
-    pub stop_to_saved: Option<Duration>,
+    /// Ack latencies, by the phase in which the chunk was sent.
+    pub acks: Phased,
+    /// From the (first) stop to the saved record, by the phase of that stop.
+    pub stop_to_saved: Phased,
+    /// From the moment a chunk was due (recorded) to its ack, by the phase
+    /// it was due in: what a fault costs the client, reconnects included.
+    pub due_to_ack: Phased,
     pub stage: &'static str,
+    /// Takes saved and verified.
+    pub takes_completed: u64,
+    /// Connections made again after the first (resilient recorders).
+    pub reconnects: u64,
+    /// Connection attempts that failed (refused, no server, timed out).
+    pub connect_failures: u64,
+    /// Takes the server saved as `pending` (upload not confirmed yet) ...
+    pub pending_saved: u64,
+    /// ... and of those, the ones seen `ready` later and verified again.
+    pub pending_ready: u64,
+    /// Resumes that answered a `next_seq` below the chunks already
+    /// acknowledged: the server lost acknowledged bytes (its spool), and the
+    /// recorder sent them again from its own copy.
+    pub resumed_below_acked: u64,
+    /// Bytes of `pending` takes verified once more from the bucket.
+    pub bytes_reverified: u64,
+    /// What interrupted the recorder and how often: refusals on the socket,
+    /// lost connections, failed connects (numbers and ids left out).
+    pub incidents: HashMap<String, u64>,
+}
+
+/// The payload stream of take `take` of recorder `index` (take 0 is the
+/// recorder's own stream, as before takes were numbered).
+pub fn stream_key(index: u64, take: u64) -> u64 {
+    index | (take << 32)
 }
 
 pub struct Recorder {
@@ -83,6 +123,9 @@ fn err(stage: &str, e: impl std::fmt::Display) -> Fail {
 impl Recorder {
     pub async fn run(&self, out: &mut Outcome) -> Result<(), Fail> {
         let plan = &*self.plan;
+        if plan.resilient {
+            return self.run_resilient(out).await;
+        }
         out.stage = "onboard";
         let user = plan.api.onboard(&format!("lg{}", self.index)).await.map_err(|e| err("onboard", e))?;
         out.stage = "connect";
@@ -95,7 +138,9 @@ impl Recorder {
         plan.progress.streaming.fetch_sub(1, Ordering::Relaxed);
         let record = result?;
         out.stage = "verify";
-        self.verify(&record, out).await
+        self.verify(&record, self.index, out).await?;
+        out.takes_completed += 1;
+        Ok(())
     }
 
     async fn connect(&self, token: &str) -> Result<Socket, Fail> {
@@ -129,7 +174,7 @@ impl Recorder {
             .await
             .map_err(|e| err("stop", e))?;
         let record = socket.wait_for_saved(plan.saved_timeout).await.map_err(|e| err("recording-saved", e))?;
-        out.stop_to_saved = Some(stopped_at.elapsed());
+        out.stop_to_saved.push(Phase::current(), stopped_at.elapsed());
         socket.disconnect().await;
         Ok(record)
     }
@@ -182,6 +227,7 @@ impl Recorder {
             ..Default::default()
         };
         let stopped_at = Instant::now();
+        let phase = Phase::current();
         let saved = async {
             let r = socket.wait_for_saved(plan.saved_timeout).await;
             (r, stopped_at.elapsed())
@@ -193,7 +239,7 @@ impl Recorder {
             Err(e) => return Err(err("stop-recording", e)),
         }
         let record = saved.map_err(|e| err("recording-saved", e))?;
-        out.stop_to_saved = Some(latency);
+        out.stop_to_saved.push(phase, latency);
         if record.id != rid {
             return Err(format!("recording-saved names {} instead of {rid}", record.id));
         }
@@ -231,10 +277,11 @@ impl Recorder {
                         ..Default::default()
                     };
                     let seq = k;
+                    let phase = Phase::current();
                     inflight.push(async move {
                         let sent = Instant::now();
                         let r = socket.append(&chunk).await;
-                        (seq, r, sent.elapsed())
+                        (seq, r, sent.elapsed(), phase)
                     });
                     if k < resend_below {
                         out.bytes_resent += plan.chunk_bytes as u64;
@@ -244,9 +291,9 @@ impl Recorder {
                     plan.progress.chunks_sent.fetch_add(1, Ordering::Relaxed);
                     k += 1;
                 }
-                Some((seq, r, latency)) = inflight.next(), if !inflight.is_empty() => {
+                Some((seq, r, latency, phase)) = inflight.next(), if !inflight.is_empty() => {
                     match r {
-                        Ok(AppendAck::Ok(ok)) if ok.seq == seq => out.acks.push(latency),
+                        Ok(AppendAck::Ok(ok)) if ok.seq == seq => out.acks.push(phase, latency),
                         Ok(AppendAck::Ok(ok)) => return Err(format!("append {seq}: ack for seq {}", ok.seq)),
                         Ok(AppendAck::Err(e)) => {
                             return Err(format!("append {seq}: refused: {} (next_seq {:?})", e.error, e.next_seq));
@@ -263,29 +310,54 @@ impl Recorder {
         Ok(())
     }
 
-    async fn verify(&self, record: &Record, out: &mut Outcome) -> Result<(), Fail> {
+    /// Fetches the record's link and compares every byte with stream `key`.
+    pub async fn verify(&self, record: &Record, key: u64, out: &mut Outcome) -> Result<(), Fail> {
         let plan = &*self.plan;
         let expected = plan.chunks * plan.chunk_bytes as u64;
         if record.status == RecordStatus::Interrupted {
             return Err(format!("recording {} saved as interrupted", record.id));
         }
-        let (status, _, body) = plan.api.get_bytes(&record.link, None).await.map_err(|e| err("fetch link", e))?;
-        if status != 200 {
-            return Err(format!("fetch link: HTTP {status} for {}", record.link));
-        }
-        if let Some(at) = payload::first_mismatch(&body, plan.seed, self.index, plan.chunks, plan.chunk_bytes) {
+        let body = self.fetch(&record.link).await?;
+        if let Some(at) = payload::first_mismatch(&body, plan.seed, key, plan.chunks, plan.chunk_bytes) {
             out.mismatch = true;
-            out.bytes_verified = at as u64;
+            out.bytes_verified += at as u64;
             return Err(format!(
                 "verify: {} bytes served, {expected} sent; first difference at byte {at} (recording {})",
                 body.len(),
                 record.id
             ));
         }
-        out.bytes_verified = body.len() as u64;
+        out.bytes_verified += body.len() as u64;
         if record.size_bytes != expected {
             return Err(format!("verify: size_bytes {} in the record, {expected} sent", record.size_bytes));
         }
         Ok(())
+    }
+}
+
+impl Recorder {
+    /// GETs a link. A resilient recorder tries again while the answer is a
+    /// transport error or a 5xx (a load balancer without a healthy
+    /// instance, a bucket that is down), as a player would when the user
+    /// presses play again; anything else is final.
+    async fn fetch(&self, link: &str) -> Result<bytes::Bytes, Fail> {
+        let plan = &*self.plan;
+        let mut backoff = crate::resilient::Backoff::new(self.index);
+        let give_up = Instant::now() + plan.ready_timeout;
+        loop {
+            let outcome = match plan.api.get_bytes(link, None).await {
+                Ok((200, _, body)) => return Ok(body),
+                Ok((status, _, body)) if status < 500 => {
+                    let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                    return Err(format!("fetch link: HTTP {status} for {link}: {text}"));
+                }
+                Ok((status, _, _)) => format!("HTTP {status}"),
+                Err(e) => e.to_string(),
+            };
+            if !plan.resilient || Instant::now() >= give_up {
+                return Err(format!("fetch link: {outcome} for {link}"));
+            }
+            tokio::time::sleep(backoff.next()).await;
+        }
     }
 }

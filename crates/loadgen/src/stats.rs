@@ -1,6 +1,84 @@
-//! Latency percentiles and process resources read from `/proc`.
+//! Latency percentiles (overall and per phase of a fault) and process
+//! resources read from `/proc`.
+
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use serde_json::{Value, json};
+
+/// Where a run stands relative to the fault a harness injects: it switches
+/// the phase by writing `phase during` / `phase after` lines on the load
+/// program's standard input (see `--phases-from-stdin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Before = 0,
+    During = 1,
+    After = 2,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 3] = [Phase::Before, Phase::During, Phase::After];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Before => "before",
+            Phase::During => "during",
+            Phase::After => "after",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// The phase the run is in now.
+    pub fn current() -> Phase {
+        match CURRENT_PHASE.load(Ordering::Relaxed) {
+            0 => Phase::Before,
+            1 => Phase::During,
+            _ => Phase::After,
+        }
+    }
+
+    pub fn set(self) {
+        SWITCHES.lock().expect("phase switches").push((std::time::Instant::now(), self));
+        CURRENT_PHASE.store(self as u8, Ordering::Relaxed);
+    }
+
+    /// The phase the run was in at `when` (a chunk due while the
+    /// connection was down belongs to the phase it was due in).
+    pub fn at(when: std::time::Instant) -> Phase {
+        let switches = SWITCHES.lock().expect("phase switches");
+        switches.iter().rev().find(|(at, _)| *at <= when).map_or(Phase::Before, |(_, p)| *p)
+    }
+}
+
+static CURRENT_PHASE: AtomicU8 = AtomicU8::new(0);
+static SWITCHES: std::sync::Mutex<Vec<(std::time::Instant, Phase)>> = std::sync::Mutex::new(Vec::new());
+
+/// Samples kept apart by the phase they started in.
+#[derive(Debug, Default)]
+pub struct Phased([Samples; 3]);
+
+impl Phased {
+    pub fn push(&mut self, phase: Phase, d: std::time::Duration) {
+        self.0[phase as usize].push(d);
+    }
+
+    pub fn extend(&mut self, other: Phased) {
+        for (mine, theirs) in self.0.iter_mut().zip(other.0) {
+            mine.extend(theirs);
+        }
+    }
+
+    pub fn phase(&mut self, phase: Phase) -> &mut Samples {
+        &mut self.0[phase as usize]
+    }
+
+    /// All phases together.
+    pub fn all(&self) -> Samples {
+        Samples(self.0.iter().flat_map(|s| s.0.iter().copied()).collect())
+    }
+}
 
 /// Latency samples in microseconds.
 #[derive(Debug, Default)]
@@ -102,6 +180,26 @@ mod tests {
             s.push(Duration::from_millis(ms));
         }
         assert_eq!(s.summary(), Some((50.0, 99.0, 100.0)));
+    }
+
+    #[test]
+    fn phases_keep_their_samples_apart() {
+        let mut p = Phased::default();
+        p.push(Phase::Before, Duration::from_millis(1));
+        p.push(Phase::After, Duration::from_millis(3));
+        p.push(Phase::After, Duration::from_millis(5));
+        assert_eq!(p.phase(Phase::During).summary(), None);
+        assert_eq!(p.phase(Phase::After).summary(), Some((3.0, 5.0, 5.0)));
+        assert_eq!(p.all().summary(), Some((3.0, 5.0, 5.0)));
+        assert_eq!(Phase::parse("during"), Some(Phase::During));
+        let before = std::time::Instant::now();
+        Phase::During.set();
+        let during = std::time::Instant::now();
+        assert_eq!(Phase::at(before), Phase::Before);
+        assert_eq!(Phase::at(during), Phase::During);
+        assert_eq!(Phase::current(), Phase::During);
+        Phase::Before.set();
+        assert_eq!(Phase::parse("later"), None);
     }
 
     #[test]
