@@ -440,7 +440,8 @@ impl Recorder {
         let plan = &*self.plan;
         let id = take.id.expect("started");
         take.first_stop.get_or_insert((Instant::now(), Phase::current()));
-        let req = StopRecording { user_id: None, recording_id: Some(id), chunks: Some(plan.chunks) };
+        let req =
+            StopRecording { user_id: None, recording_id: Some(id), chunks: Some(plan.chunks), ..Default::default() };
         loop {
             // Saving includes the upload: give it the saved timeout.
             socket.set_ack_timeout(plan.saved_timeout);
