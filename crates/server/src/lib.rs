@@ -159,6 +159,10 @@ pub async fn serve_on(
     tracing::Instrument::instrument(serve_in_span(state, listener, shutdown), span).await
 }
 
+/// How long shutdown waits for takes being saved (within ECS's 30 s
+/// stop timeout, after the connections' drain).
+const SAVES_AT_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(15);
+
 async fn serve_in_span(
     state: AppState,
     listener: tokio::net::TcpListener,
@@ -193,6 +197,10 @@ async fn serve_in_span(
     let _ = forget.await;
     if let Some(transcription) = transcription {
         let _ = transcription.await;
+    }
+    let cut = state.recordings.finish_saves(SAVES_AT_SHUTDOWN).await;
+    if cut > 0 {
+        tracing::warn!(takes = cut, "shutting down with takes still being saved; another instance will finish them");
     }
     state.recordings.sync_all().await;
     state.db.close().await;

@@ -736,3 +736,55 @@ async fn a_take_lost_while_being_saved_is_sent_again(backend: Backend) {
     app.stop().await;
 }
 both_backends!(lost_while_saving, a_take_lost_while_being_saved_is_sent_again);
+
+/// A take whose holder died while saving it, spool intact (a shared spool
+/// folder): another instance's reaper saves it once the holder's lease has
+/// run out, not after the whole grace period (its client has stopped and
+/// waits on "being saved"); while the holder still holds the spool's lock
+/// (slow, not dead), it is left alone. Found by the cluster harness.
+async fn a_take_whose_saver_died_is_saved_after_its_lease(backend: Backend) {
+    // Grace 600 s: tick 5 s, lease 15 s.
+    let Some(app) = spawn_app_with(backend, |c| c.limits.recording_grace = Duration::from_secs(600)).await else {
+        return;
+    };
+    let api = Api::new(&app.url);
+    let me = api.onboard("Patient").await.unwrap();
+    let socket = Socket::connect(&app.url, &me.token).await.unwrap();
+    let id = socket
+        .start(&StartRecording { mime_type: "audio/webm;codecs=opus".into(), name: None })
+        .await
+        .unwrap()
+        .recording_id;
+    for (seq, blob) in three_second_blobs().iter().enumerate() {
+        ok_ack(socket.append(&chunk(seq as u64, id, blob.clone())).await.unwrap());
+    }
+    socket.cut();
+    app.state.recordings.forget_for_tests(id).await;
+    // "Another instance" claimed it for saving 20 s ago (past its 15 s
+    // lease, well within the grace period) and still holds the spool's lock.
+    let holder_lock = audiobook_server::recording::spool::Spool::recover(&app.spool_dir(), id).expect("spool");
+    let dead = Uuid::new_v4();
+    let silent_since = chrono::Utc::now() - chrono::Duration::seconds(20);
+    let sql = "UPDATE records SET status = 'finalizing', outcome = 'ready', owner_instance = $2, last_seen_at = $3 WHERE id = $1";
+    match &app.state.db {
+        audiobook_server::db::Db::Sqlite(p) => {
+            sqlx::query(sql).bind(id).bind(dead).bind(silent_since).execute(&p.write).await.unwrap();
+        }
+        audiobook_server::db::Db::Postgres(p) => {
+            sqlx::query(sql).bind(id).bind(dead).bind(silent_since).execute(p).await.unwrap();
+        }
+    }
+    // Two reaper ticks with the lock held: not touched.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let row = app.state.db.record(id).await.unwrap().unwrap();
+    assert_eq!(row.status, "finalizing", "taken while its holder still held the spool");
+    assert_eq!(row.owner_instance, Some(dead));
+    // The holder dies (its lock goes with it): saved by this instance.
+    drop(holder_lock);
+    let released = std::time::Instant::now();
+    let record = wait_for_status(&api, &me, id, RecordStatus::Ready).await;
+    eprintln!("saved {:.1} s after the holder's lock went", released.elapsed().as_secs_f64());
+    assert_eq!(record.duration_ms, 3000);
+    app.stop().await;
+}
+both_backends!(saver_died, a_take_whose_saver_died_is_saved_after_its_lease);

@@ -29,6 +29,22 @@ pub enum OpenRefused {
     StorageFull { max: u64 },
 }
 
+/// When a take's holder counts as gone: a live take waits the grace
+/// period for its client to resume it; a take its holder was saving (the
+/// client has stopped, nobody resumes it) only the holder's lease.
+#[derive(Debug, Clone, Copy)]
+pub struct Stale {
+    pub recording_before: DateTime<Utc>,
+    pub finalizing_before: DateTime<Utc>,
+}
+
+impl Stale {
+    /// Both kinds stale before `before` (tests, and one-off sweeps).
+    pub fn before(before: DateTime<Utc>) -> Stale {
+        Stale { recording_before: before, finalizing_before: before }
+    }
+}
+
 /// A take opened, with how many bytes its user may still add.
 #[derive(Debug, Clone)]
 pub struct Opened {
@@ -162,16 +178,13 @@ impl Db {
     /// Claims a take whose holder went silent (live, or killed mid-finalize)
     /// for `instance`, only if it is still stale: a take resumed or being
     /// finalized elsewhere meanwhile is left alone.
-    pub async fn claim_orphan(
-        &self,
-        id: Uuid,
-        instance: Uuid,
-        stale_before: DateTime<Utc>,
-    ) -> Result<bool, sqlx::Error> {
+    pub async fn claim_orphan(&self, id: Uuid, instance: Uuid, stale: Stale) -> Result<bool, sqlx::Error> {
         let sql = "UPDATE records SET status = 'finalizing', outcome = COALESCE(outcome, 'interrupted'), \
-                   owner_instance = $2, last_seen_at = $4, updated_at = $4, next_attempt_at = NULL \
-                   WHERE id = $1 AND status IN ('recording', 'finalizing') AND last_seen_at < $3";
-        let done = on_pool!(self, p => sqlx::query(sql).bind(id).bind(instance).bind(stale_before).bind(now())
+                   owner_instance = $2, last_seen_at = $5, updated_at = $5, next_attempt_at = NULL \
+                   WHERE id = $1 AND ((status = 'recording' AND last_seen_at < $3) \
+                                      OR (status = 'finalizing' AND last_seen_at < $4))";
+        let done = on_pool!(self, p => sqlx::query(sql).bind(id).bind(instance).bind(stale.recording_before)
+            .bind(stale.finalizing_before).bind(now())
             .execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }
@@ -315,12 +328,14 @@ impl Db {
     /// Live takes whose holder has not been heard of since `before` (a
     /// crashed or killed instance, this one before a restart), except those
     /// deferred (see [`Db::defer`]), the longest-silent first.
-    pub async fn stale_recordings(&self, before: DateTime<Utc>) -> Result<Vec<RecordRow>, sqlx::Error> {
+    pub async fn stale_recordings(&self, stale: Stale) -> Result<Vec<RecordRow>, sqlx::Error> {
         let sql = format!(
-            "SELECT {RECORD_COLUMNS} FROM records WHERE status IN ('recording', 'finalizing') AND last_seen_at < $1 \
+            "SELECT {RECORD_COLUMNS} FROM records WHERE ((status = 'recording' AND last_seen_at < $1) \
+             OR (status = 'finalizing' AND last_seen_at < $3)) \
              AND (next_attempt_at IS NULL OR next_attempt_at <= $2) ORDER BY last_seen_at LIMIT 100"
         );
-        on_read_pool!(self, p => sqlx::query_as(&sql).bind(before).bind(now()).fetch_all(p).await)
+        on_read_pool!(self, p => sqlx::query_as(&sql).bind(stale.recording_before).bind(now())
+            .bind(stale.finalizing_before).fetch_all(p).await)
     }
 
     /// Leaves a stale take alone for `for_` (its spool is on another

@@ -1,6 +1,7 @@
 //! The store's test-suite, run against SQLite and against a real PostgreSQL
 //! server (a fresh database per test) when the test command provides one.
 
+use super::takes::Stale;
 use super::*;
 use crate::testing::{TestDb, postgres_or_skip};
 
@@ -94,9 +95,9 @@ async fn suite(db: &Db) {
     // Liveness: the heartbeat touches only this instance's live takes.
     assert_eq!(db.heartbeat(instance).await.unwrap(), 1);
     assert_eq!(db.heartbeat(Uuid::new_v4()).await.unwrap(), 0);
-    let stale = db.stale_recordings(now() + chrono::Duration::seconds(1)).await.unwrap();
+    let stale = db.stale_recordings(Stale::before(now() + chrono::Duration::seconds(1))).await.unwrap();
     assert_eq!(stale.iter().map(|r| r.id).collect::<Vec<_>>(), vec![ids[1]]);
-    assert!(db.stale_recordings(now() - chrono::Duration::seconds(60)).await.unwrap().is_empty());
+    assert!(db.stale_recordings(Stale::before(now() - chrono::Duration::seconds(60))).await.unwrap().is_empty());
     let other = Uuid::new_v4();
     assert!(db.take_over(ids[1], other).await.unwrap());
     assert_eq!(db.record(ids[1]).await.unwrap().unwrap().owner_instance, Some(other));
@@ -104,12 +105,18 @@ async fn suite(db: &Db) {
 
     // Orphans are claimed only while still stale, once.
     let finder = Uuid::new_v4();
-    assert!(!db.claim_orphan(ids[1], finder, now() - chrono::Duration::seconds(60)).await.unwrap(), "not stale");
-    assert!(db.claim_orphan(ids[1], finder, now() + chrono::Duration::seconds(1)).await.unwrap());
+    assert!(
+        !db.claim_orphan(ids[1], finder, Stale::before(now() - chrono::Duration::seconds(60))).await.unwrap(),
+        "not stale"
+    );
+    assert!(db.claim_orphan(ids[1], finder, Stale::before(now() + chrono::Duration::seconds(1))).await.unwrap());
     let claimed = db.record(ids[1]).await.unwrap().unwrap();
     assert_eq!((claimed.status(), claimed.owner_instance), (StoredStatus::Finalizing, Some(finder)));
     assert_eq!(claimed.outcome.as_deref(), Some("interrupted"));
-    assert!(!db.claim_orphan(ids[1], other, now() - chrono::Duration::seconds(60)).await.unwrap(), "freshly claimed");
+    assert!(
+        !db.claim_orphan(ids[1], other, Stale::before(now() - chrono::Duration::seconds(60))).await.unwrap(),
+        "freshly claimed"
+    );
     assert_eq!(db.heartbeat(finder).await.unwrap(), 1, "a take being finalized stays fresh");
 
     // Settings: the first value wins, for every instance.

@@ -445,7 +445,7 @@ impl Recordings {
             return Ok(false);
         }
         let silent_since =
-            crate::db::now() - chrono::Duration::from_std(self.reaper_tick() * 3).unwrap_or(chrono::Duration::MAX);
+            crate::db::now() - chrono::Duration::from_std(self.holder_silence()).unwrap_or(chrono::Duration::MAX);
         let reopened = self.db.reopen_lost_finalize(row.id, self.instance_id, silent_since).await?;
         if reopened {
             tracing::warn!(recording_id = %row.id, "its holder died while saving it, with its spool; reopened for the client to send again");
@@ -461,7 +461,7 @@ impl Recordings {
     fn restart_lost_spool(&self, row: &RecordRow) -> RecordingResult<Spool> {
         let silent_for = crate::db::now() - row.last_seen_at;
         let holder_alive = row.owner_instance.is_some_and(|o| o != self.instance_id)
-            && silent_for < chrono::Duration::from_std(self.reaper_tick() * 3).unwrap_or(chrono::Duration::MAX);
+            && silent_for < chrono::Duration::from_std(self.holder_silence()).unwrap_or(chrono::Duration::MAX);
         if holder_alive {
             return Err(RecordingError::SpoolMissing(row.id));
         }
@@ -628,11 +628,14 @@ impl Recordings {
         }
         live.closed = true;
         self.live.lock().expect("live map").remove(&live.id);
-        // Closed (and unlocked) before it is read for good.
-        live.spool = None;
+        // Kept open (locked) while it is saved: another instance's reaper
+        // must not take it for an orphan while this one is slow at it.
+        let lock = live.spool.take();
         let take =
             finalize::Take { id: live.id, user_id, mime_type: live.mime_type.clone(), paths: live.paths.clone() };
-        self.finalize_claimed(&take, outcome, false).await
+        let saved = self.finalize_claimed(&take, outcome, false).await;
+        drop(lock);
+        saved
     }
 
     /// Finalizes a take this instance claimed. A failure leaves it
@@ -673,6 +676,21 @@ impl Recordings {
         let held = self.live.lock().expect("live map").remove(&id);
         if let Some(held) = held {
             held.live.lock().await.closed = true;
+        }
+    }
+
+    /// Waits, at most `within`, for the takes being saved now (at shutdown,
+    /// as ECS gives a task 30 s between SIGTERM and SIGKILL): a save cut
+    /// off leaves its take for another instance's reaper, which is slower
+    /// for the person waiting on it. Returns how many were still running.
+    pub async fn finish_saves(&self, within: Duration) -> usize {
+        let until = Instant::now() + within;
+        loop {
+            let running = self.finalizing.lock().expect("finalizing set").len();
+            if running == 0 || Instant::now() >= until {
+                return running;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

@@ -25,6 +25,7 @@ use uuid::Uuid;
 use super::finalize::{self, Take};
 use super::spool::{self, Spool};
 use super::{Recordings, StoredStatus};
+use crate::db::takes::Stale;
 
 /// Finalizes and uploads the reaper runs at once.
 const CONCURRENT_JOBS: usize = 4;
@@ -49,9 +50,15 @@ impl Recordings {
         tick_for(self.limits.recording_grace)
     }
 
+    /// How long a holder must have missed its heartbeat before others
+    /// count it gone: three ticks (its own lease runs out before that).
+    pub fn holder_silence(&self) -> Duration {
+        self.reaper_tick() * 3
+    }
+
     /// Sockets seen within this long count against the per-user limit.
     pub fn connection_freshness(&self) -> Duration {
-        self.reaper_tick() * 3 + Duration::from_secs(30)
+        self.holder_silence() + Duration::from_secs(30)
     }
 
     /// Runs every reaper task until `shutdown` says so.
@@ -207,11 +214,15 @@ impl Recordings {
     }
 
     /// Takes whose holder went silent (killed, crashed, or this process
-    /// before a restart) and nobody resumed within the grace period.
+    /// before a restart): live ones nobody resumed within the grace period,
+    /// and ones their holder was saving once its lease ran out (their
+    /// client has stopped; waiting the grace period too would keep its
+    /// retried stop answering "being saved" for minutes).
     async fn reap_orphans(self: Arc<Self>, jobs: &Arc<Semaphore>) {
-        let grace = chrono::Duration::from_std(self.limits.recording_grace).unwrap_or(chrono::Duration::MAX);
-        let before = crate::db::now() - grace;
-        let rows = match self.db.stale_recordings(before).await {
+        let ago = |d: Duration| crate::db::now() - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        let stale =
+            Stale { recording_before: ago(self.limits.recording_grace), finalizing_before: ago(self.holder_silence()) };
+        let rows = match self.db.stale_recordings(stale).await {
             Ok(rows) => rows,
             Err(e) => return tracing::warn!(error = %e, "cannot list stale recordings"),
         };
@@ -226,19 +237,34 @@ impl Recordings {
                 continue;
             }
             let Ok(permit) = jobs.clone().try_acquire_owned() else { return };
-            if !self.db.claim_orphan(row.id, self.instance_id, before).await.unwrap_or(false) {
+            // The spool's lock, held until the take is saved: a holder that is
+            // slow rather than dead still holds it (it keeps it while saving),
+            // and two instances never fix the same spool at once. Recovery
+            // also cuts a torn tail (a crash between a chunk and its index entry).
+            let dir = self.spool_dir.clone();
+            let id = row.id;
+            let lock = match tokio::task::spawn_blocking(move || Spool::recover(&dir, id)).await {
+                Ok(Ok(spool)) => spool,
+                Ok(Err(spool::OpenError::Locked)) => continue, // its holder is still at it
+                Ok(Err(e)) => {
+                    tracing::warn!(recording_id = %row.id, error = ?e, "cannot recover spool");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(recording_id = %row.id, error = %e, "cannot recover spool");
+                    continue;
+                }
+            };
+            if !self.db.claim_orphan(row.id, self.instance_id, stale).await.unwrap_or(false) {
                 continue; // resumed, or claimed by another instance, meanwhile
             }
             let this = self.clone();
             tokio::spawn(
                 async move {
                     let _permit = permit;
+                    let _lock = lock;
                     // A stop that failed half-way keeps its intended outcome.
                     let outcome = row.outcome.as_deref().map(StoredStatus::parse).unwrap_or(StoredStatus::Interrupted);
-                    // A crash between writing a chunk and its index entry leaves a torn tail: recover first.
-                    if let Err(e) = Spool::recover(&this.spool_dir, row.id) {
-                        tracing::warn!(recording_id = %row.id, error = ?e, "cannot recover spool");
-                    }
                     tracing::info!(recording_id = %row.id, outcome = outcome.as_str(), "finalizing an orphaned take");
                     let take = Take { id: row.id, user_id: row.user_id, mime_type: row.mime_type.clone(), paths };
                     let _ = this.finalize_claimed(&take, outcome, false).await;
