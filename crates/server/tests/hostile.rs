@@ -681,6 +681,81 @@ async fn a_database_failure_at_stop_is_retried_until_ready(backend: Backend) {
 }
 both_backends!(database_failure, a_database_failure_at_stop_is_retried_until_ready);
 
+/// The database fails the final update of a take and then the update that
+/// would schedule its retry (as when it goes down mid-save, as in the
+/// cluster's PostgreSQL restart): the retry the claim scheduled still comes,
+/// and the take ends `ready` instead of `finalizing` until a restart.
+async fn a_save_failing_with_its_retry_unscheduled_is_retried_all_the_same(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |c| c.limits.recording_grace = Duration::from_secs(2)).await else {
+        return;
+    };
+    inject_one_failure_of_the_final_update(&app.state.db).await;
+    inject_one_failure_of_the_retry_schedule(&app.state.db).await;
+    let api = Api::new(&app.url);
+    let me = api.onboard("Unluckier").await.unwrap();
+    let socket = Socket::connect(&app.url, &me.token).await.unwrap();
+    let id = socket
+        .start(&StartRecording { mime_type: "audio/webm;codecs=opus".into(), name: None })
+        .await
+        .unwrap()
+        .recording_id;
+    let data = fixture("mediarecorder-opus-3s.webm");
+    assert!(matches!(socket.append(&chunk(0, id, Bytes::from(data.clone()))).await.unwrap(), AppendAck::Ok(_)));
+    let stop = StopRecording { recording_id: Some(id), chunks: Some(1), ..Default::default() };
+    let stopped = std::time::Instant::now();
+    if let StopAck::Ok(ok) = socket.stop(&stop).await.unwrap() {
+        panic!("the injected failure did not happen: {ok:?}");
+    }
+    let row = app.state.db.record(id).await.unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.attempts), ("finalizing", 0), "the retry was not scheduled by the failure");
+    let deadline = stopped + audiobook_server::db::takes::UNLESS_SAVED_RETRY_AFTER + Duration::from_secs(60);
+    let ready = loop {
+        let records = api.records(me.user.id, &me.token).await.unwrap();
+        if let Some(r) = records.into_iter().find(|r| r.id == id && r.status == RecordStatus::Ready) {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "never retried");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    eprintln!("saved {:.1} s after the failed stop", stopped.elapsed().as_secs_f64());
+    assert_eq!(ready.duration_ms, 3000);
+    socket.cut();
+    app.stop().await;
+}
+both_backends!(unscheduled_retry, a_save_failing_with_its_retry_unscheduled_is_retried_all_the_same);
+
+/// Makes the next update that records a failed save's error (and so
+/// schedules its retry) fail, once.
+async fn inject_one_failure_of_the_retry_schedule(db: &audiobook_server::db::Db) {
+    use audiobook_server::db::Db;
+    match db {
+        Db::Sqlite(p) => {
+            for sql in [
+                "CREATE TABLE injected_schedule_failures (n INTEGER NOT NULL)",
+                "INSERT INTO injected_schedule_failures VALUES (1)",
+                "CREATE TRIGGER fail_schedule_once BEFORE UPDATE ON records \
+                 WHEN NEW.last_error IS NOT OLD.last_error AND NEW.attempts > OLD.attempts \
+                 AND (SELECT n FROM injected_schedule_failures) > 0 \
+                 BEGIN UPDATE injected_schedule_failures SET n = n - 1; SELECT RAISE(FAIL, 'injected failure'); END",
+            ] {
+                sqlx::query(sql).execute(&p.write).await.unwrap();
+            }
+        }
+        Db::Postgres(p) => {
+            for sql in [
+                "CREATE SEQUENCE injected_schedule_failures",
+                "CREATE FUNCTION fail_schedule_once() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.last_error IS DISTINCT FROM OLD.last_error AND NEW.attempts > OLD.attempts \
+                 AND nextval('injected_schedule_failures') = 1 THEN \
+                 RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER fail_schedule_once BEFORE UPDATE ON records FOR EACH ROW EXECUTE FUNCTION fail_schedule_once()",
+            ] {
+                sqlx::query(sql).execute(p).await.unwrap();
+            }
+        }
+    }
+}
+
 /// Makes the next update of a record to `ready` fail, once.
 async fn inject_one_failure_of_the_final_update(db: &audiobook_server::db::Db) {
     use audiobook_server::db::Db;

@@ -29,6 +29,11 @@ pub enum OpenRefused {
     StorageFull { max: u64 },
 }
 
+/// A claimed save is retried after this long unless it lands first (the
+/// retry skips a save still running in its instance): a save that fails
+/// while the database is down cannot schedule its own retry.
+pub const UNLESS_SAVED_RETRY_AFTER: Duration = Duration::from_secs(30);
+
 /// When a take's holder counts as gone: a live take waits the grace
 /// period for its client to resume it; a take its holder was saving (the
 /// client has stopped, nobody resumes it) only the holder's lease.
@@ -168,10 +173,12 @@ impl Db {
         instance: Uuid,
         outcome: StoredStatus,
     ) -> Result<bool, sqlx::Error> {
-        let sql = "UPDATE records SET status = 'finalizing', outcome = $3, last_seen_at = $4, updated_at = $4 \
-                   WHERE id = $1 AND status = 'recording' AND owner_instance = $2";
+        // A retry is due a while from now unless the save lands first: if it
+        // fails while the database is down, no later update can schedule one.
+        let sql = "UPDATE records SET status = 'finalizing', outcome = $3, last_seen_at = $4, updated_at = $4, \
+                   next_attempt_at = $5 WHERE id = $1 AND status = 'recording' AND owner_instance = $2";
         let done = on_pool!(self, p => sqlx::query(sql).bind(id).bind(instance).bind(outcome.as_str()).bind(now())
-            .execute(p).await.map(|r| r.rows_affected()))?;
+            .bind(at(UNLESS_SAVED_RETRY_AFTER)).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }
 
@@ -180,11 +187,11 @@ impl Db {
     /// finalized elsewhere meanwhile is left alone.
     pub async fn claim_orphan(&self, id: Uuid, instance: Uuid, stale: Stale) -> Result<bool, sqlx::Error> {
         let sql = "UPDATE records SET status = 'finalizing', outcome = COALESCE(outcome, 'interrupted'), \
-                   owner_instance = $2, last_seen_at = $5, updated_at = $5, next_attempt_at = NULL \
+                   owner_instance = $2, last_seen_at = $5, updated_at = $5, next_attempt_at = $6 \
                    WHERE id = $1 AND ((status = 'recording' AND last_seen_at < $3) \
                                       OR (status = 'finalizing' AND last_seen_at < $4))";
         let done = on_pool!(self, p => sqlx::query(sql).bind(id).bind(instance).bind(stale.recording_before)
-            .bind(stale.finalizing_before).bind(now())
+            .bind(stale.finalizing_before).bind(now()).bind(at(UNLESS_SAVED_RETRY_AFTER))
             .execute(p).await.map(|r| r.rows_affected()))?;
         Ok(done == 1)
     }
