@@ -163,8 +163,9 @@ export class Server {
  * `{ micAllowed: false }` the site has no microphone permission, so
  * getUserMedia is refused as if the user said no. `userDataDir` reuses a
  * profile (a browser started again after a crash); by default it is fresh.
+ * `args`: more Chromium flags.
  */
-export async function launchBrowser(dir, wav, { micAllowed = true, userDataDir, inMemory = false } = {}) {
+export async function launchBrowser(dir, wav, { micAllowed = true, userDataDir, inMemory = false, args = [] } = {}) {
   const options = {
     executablePath: process.env.CHROMIUM || "/usr/lib/chromium/chromium",
     headless: true,
@@ -182,6 +183,7 @@ export async function launchBrowser(dir, wav, { micAllowed = true, userDataDir, 
       ...(micAllowed ? ["--use-fake-ui-for-media-stream"] : []),
       `--use-file-for-fake-audio-capture=${wav}`,
       "--autoplay-policy=no-user-gesture-required",
+      ...args,
     ],
   };
   let context;

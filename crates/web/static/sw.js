@@ -1,5 +1,5 @@
 // AudioBook's service worker: the app shell (page, wasm, scripts, styles,
-// the Socket.IO client and config.js) is kept in a cache so the app opens
+// the Socket.IO client, config.js, the manifest and its icons) is kept in a cache so the app opens
 // and records without a network; takes wait in the page's vault
 // (IndexedDB) until the server can be reached.
 //
@@ -9,7 +9,7 @@
 // longer than NETWORK_TIMEOUT_MS (a network that swallows packets would
 // otherwise keep the app from opening). The API, Socket.IO and media are
 // never cached: they always go to the server.
-const SHELL_CACHE = "audiobook-shell-v2";
+const SHELL_CACHE = "audiobook-shell-v3";
 const SHELL = [
   "/index.html",
   "/web.js",
@@ -18,6 +18,13 @@ const SHELL = [
   "/config.js",
   "/favicon.svg",
   "/vendor/socket.io.min.js",
+  "/manifest.webmanifest",
+  "/icons/icon.svg",
+  "/icons/icon-192.png",
+  "/icons/icon-512.png",
+  "/icons/icon-maskable.svg",
+  "/icons/icon-maskable-192.png",
+  "/icons/icon-maskable-512.png",
 ];
 // Paths the web app routes in the browser: offline they get the cached page.
 const APP_ROUTES = ["/", "/index.html", "/onboard", "/recorder", "/records"];

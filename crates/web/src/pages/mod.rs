@@ -14,7 +14,7 @@ pub fn Header(children: Children) -> impl IntoView {
                 <span class="brand-mark" aria-hidden="true"></span>
                 "AudioBook"
             </A>
-            <nav class="topnav" aria-label="Main">{children()}</nav>
+            <nav class="topnav" aria-label="Main"><crate::install::InstallButton />{children()}</nav>
         </header>
     }
 }
