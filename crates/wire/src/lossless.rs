@@ -9,6 +9,9 @@
 //! Shared by the web app (which writes the header) and the server (which
 //! checks it with [`parse_header`] before acknowledging chunk 0).
 
+/// The declared type that selects the lossless path.
+pub const MIME_TYPE: &str = "audio/wav";
+
 /// Bytes of the canonical header.
 pub const HEADER_BYTES: usize = 44;
 

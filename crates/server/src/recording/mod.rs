@@ -102,7 +102,7 @@ impl RecordingError {
 pub type RecordingResult<T> = Result<T, RecordingError>;
 
 /// The stored type of a lossless take (see [`check_lossless_chunk`]).
-pub const LOSSLESS_TYPE: &str = "audio/wav";
+pub const LOSSLESS_TYPE: &str = audiobook_wire::lossless::MIME_TYPE;
 
 /// A take declared `audio/wav` is the lossless path: chunk 0 must start with
 /// the canonical header of [`audiobook_wire::lossless`] (16-bit mono, a sane

@@ -1,4 +1,5 @@
-//! Recording: the microphone and MediaRecorder ([`capture`]) and the take's
+//! Recording: the microphone and MediaRecorder ([`capture`]) or lossless
+//! PCM ([`pcm`], chunked by [`pcm_chunks`]) and the take's
 //! [`clock`], the vault that
 //! keeps every chunk on this device until the server saved the take
 //! ([`vault`]), the upload protocol of a take ([`upload`], over the chunk
@@ -8,6 +9,7 @@
 //! behind the recorder page ([`studio`]).
 
 pub mod clock;
+pub mod pcm_chunks;
 pub mod queue;
 pub mod recovery;
 pub mod upload;
@@ -19,6 +21,8 @@ pub mod capture;
 mod idb;
 #[cfg(target_arch = "wasm32")]
 mod lifecycle;
+#[cfg(target_arch = "wasm32")]
+pub mod pcm;
 #[cfg(target_arch = "wasm32")]
 mod locks;
 #[cfg(target_arch = "wasm32")]
