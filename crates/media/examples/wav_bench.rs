@@ -29,7 +29,7 @@ fn main() {
     w.write_all(&lossless::stream_header(rate)).unwrap();
     // One second of a 440 Hz tone, repeated (about 1 s chunks, as the web app sends).
     let second: Vec<u8> = (0..rate)
-        .flat_map(|i| ((f64::from(i) / f64::from(rate) * 440.0 * std::f64::consts::TAU).sin() * 12_000.0) as i16)
+        .map(|i| ((f64::from(i) / f64::from(rate) * 440.0 * std::f64::consts::TAU).sin() * 12_000.0) as i16)
         .flat_map(i16::to_le_bytes)
         .collect();
     for _ in 0..minutes * 60 {
@@ -63,6 +63,10 @@ fn main() {
 fn vm_hwm() -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        })
         .unwrap_or_else(|| "unknown".into())
 }

@@ -8,7 +8,9 @@ mod common;
 use std::io::Cursor;
 use std::time::Duration;
 
-use audiobook_client::wire::{AppendAck, AppendChunk, Failure, Record, RecordStatus, StartRecording, StopAck, StopRecording};
+use audiobook_client::wire::{
+    AppendAck, AppendChunk, Failure, Record, RecordStatus, StartRecording, StopAck, StopRecording,
+};
 use audiobook_client::{Api, Socket};
 use audiobook_wire::lossless;
 use bytes::Bytes;
@@ -106,7 +108,8 @@ async fn a_lossless_take_is_saved_as_an_exact_wav(backend: Backend) {
 
     // Seeking: a range in the middle is the same bytes.
     let middle = 44 + samples.len() / 2;
-    let (status, _, part) = api.get_bytes(&record.link, Some(&format!("bytes={middle}-{}", middle + 999))).await.unwrap();
+    let (status, _, part) =
+        api.get_bytes(&record.link, Some(&format!("bytes={middle}-{}", middle + 999))).await.unwrap();
     assert_eq!(status, 206);
     assert_eq!(&part[..], &wav[middle..middle + 1000]);
 
@@ -136,7 +139,10 @@ async fn an_abandoned_lossless_take_is_a_valid_wav_of_every_acked_sample(backend
     let samples = tone(44_100, 2.2);
     let chunks = chunks_of(44_100, &samples);
     for (seq, c) in chunks.iter().enumerate() {
-        assert!(matches!(socket.append(&chunk(Some(seq as u64), Some(id), c.clone())).await.unwrap(), AppendAck::Ok(_)));
+        assert!(matches!(
+            socket.append(&chunk(Some(seq as u64), Some(id), c.clone())).await.unwrap(),
+            AppendAck::Ok(_)
+        ));
     }
     socket.cut();
     let record = wait_for_status(&api, &me, id, RecordStatus::Interrupted).await;
@@ -188,11 +194,15 @@ async fn hostile_lossless_chunks_are_refused_in_words() {
         ("24-bit", header(&|h| h[34] = 24), "16-bit"),
         ("a byte rate that lies", header(&|h| h[28..32].copy_from_slice(&8_000u32.to_le_bytes())), "byte rate"),
         ("an extra chunk before data", header(&|h| h[36..40].copy_from_slice(b"LIST")), "data chunk"),
-        ("half a sample", {
-            let mut c = lossless::stream_header(48_000).to_vec();
-            c.extend_from_slice(&[1, 2, 3]);
-            c
-        }, "whole number"),
+        (
+            "half a sample",
+            {
+                let mut c = lossless::stream_header(48_000).to_vec();
+                c.extend_from_slice(&[1, 2, 3]);
+                c
+            },
+            "whole number",
+        ),
     ];
     for (what, data, words) in cases {
         let id = start(&socket).await;

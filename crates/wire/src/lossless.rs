@@ -70,13 +70,20 @@ impl std::fmt::Display for HeaderError {
         let (lo, hi) = (SAMPLE_RATES.start(), SAMPLE_RATES.end());
         match self {
             HeaderError::TooShort(n) => {
-                write!(f, "chunk 0 of an audio/wav take must start with a {HEADER_BYTES}-byte WAV header; it has {n} bytes")
+                write!(
+                    f,
+                    "chunk 0 of an audio/wav take must start with a {HEADER_BYTES}-byte WAV header; it has {n} bytes"
+                )
             }
             HeaderError::NotRiffWave => write!(f, "chunk 0 of an audio/wav take must start with RIFF....WAVE"),
-            HeaderError::NotPcm => write!(f, "the WAV header must have a 16-byte PCM (format 1) fmt chunk right after WAVE"),
+            HeaderError::NotPcm => {
+                write!(f, "the WAV header must have a 16-byte PCM (format 1) fmt chunk right after WAVE")
+            }
             HeaderError::Channels(n) => write!(f, "only mono is accepted; the WAV header says {n} channels"),
             HeaderError::Bits(n) => write!(f, "only 16-bit samples are accepted; the WAV header says {n} bits"),
-            HeaderError::SampleRate(r) => write!(f, "the sample rate must be from {lo} to {hi} Hz; the WAV header says {r}"),
+            HeaderError::SampleRate(r) => {
+                write!(f, "the sample rate must be from {lo} to {hi} Hz; the WAV header says {r}")
+            }
             HeaderError::Inconsistent => {
                 write!(f, "the WAV header's byte rate or block alignment disagrees with its sample rate")
             }

@@ -134,7 +134,9 @@ impl Capture {
         let recorder = compressed.and_then(|mime_type| match start_recorder(&stream, mime_type, on_event.clone()) {
             Ok(backend) => Some((backend, mime_type.to_string())),
             Err(e) => {
-                web_sys::console::warn_1(&format!("AudioBook: MediaRecorder failed ({e}); recording losslessly").into());
+                web_sys::console::warn_1(
+                    &format!("AudioBook: MediaRecorder failed ({e}); recording losslessly").into(),
+                );
                 None
             }
         });
@@ -251,7 +253,11 @@ impl Drop for Capture {
 }
 
 /// MediaRecorder on `stream` in `mime_type`, started with the timeslice.
-fn start_recorder(stream: &MediaStream, mime_type: &str, on_event: Rc<dyn Fn(CaptureEvent)>) -> Result<Backend, String> {
+fn start_recorder(
+    stream: &MediaStream,
+    mime_type: &str,
+    on_event: Rc<dyn Fn(CaptureEvent)>,
+) -> Result<Backend, String> {
     let options = MediaRecorderOptions::new();
     options.set_mime_type(mime_type);
     let recorder = MediaRecorder::new_with_media_stream_and_media_recorder_options(stream, &options)

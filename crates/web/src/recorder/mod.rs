@@ -22,11 +22,11 @@ mod idb;
 #[cfg(target_arch = "wasm32")]
 mod lifecycle;
 #[cfg(target_arch = "wasm32")]
-pub mod pcm;
-#[cfg(target_arch = "wasm32")]
 mod locks;
 #[cfg(target_arch = "wasm32")]
 pub mod outbox;
+#[cfg(target_arch = "wasm32")]
+pub mod pcm;
 #[cfg(target_arch = "wasm32")]
 mod quota;
 #[cfg(target_arch = "wasm32")]

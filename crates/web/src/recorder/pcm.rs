@@ -113,9 +113,8 @@ impl PcmCapture {
         };
         port.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         // The worklet outputs silence; connected so that every browser runs it.
-        let connected = source
-            .connect_with_audio_node(&node)
-            .and_then(|_| node.connect_with_audio_node(&context.destination()));
+        let connected =
+            source.connect_with_audio_node(&node).and_then(|_| node.connect_with_audio_node(&context.destination()));
         if connected.is_err() {
             let _ = context.close();
             return Err("The browser could not connect the microphone to the lossless recorder.".into());
