@@ -70,5 +70,5 @@ pub fn QualitySetting(
 
 /// 48000 as "48", 44100 as "44.1".
 fn khz(rate: u32) -> String {
-    if rate % 1000 == 0 { (rate / 1000).to_string() } else { format!("{:.1}", f64::from(rate) / 1000.0) }
+    if rate.is_multiple_of(1000) { (rate / 1000).to_string() } else { format!("{:.1}", f64::from(rate) / 1000.0) }
 }
