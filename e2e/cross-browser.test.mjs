@@ -608,6 +608,34 @@ for (const browser of chosen) {
       await driver.screenshot("records-lossless");
     });
 
+    step("without MediaRecorder, Standard falls back to lossless and the take is a WAV", async () => {
+      // The preference says Standard; MediaRecorder disappears (as in a
+      // browser without one) and the app is entered again without a reload.
+      await driver.evaluate(() => {
+        localStorage.setItem("audiobook.quality", "standard");
+        delete window.MediaRecorder;
+        return typeof window.MediaRecorder;
+      });
+      await driver.click(by.role("link", "New recording"));
+      await driver.waitForUrl(/\/recorder$/);
+      await driver.waitFor(by.css('[data-conn="online"]'));
+      await driver.waitFor(by.text("This browser has no compressed recorder here, so it records lossless."));
+      assert.equal(
+        await driver.evaluate(() => document.querySelector('input[name="quality"][value="standard"]').disabled),
+        true,
+      );
+      await driver.click(by.role("button", "Record"));
+      await driver.waitFor(by.text("Recording…"));
+      await sleep(1_500);
+      await driver.click(by.role("button", "Stop"));
+      await driver.waitFor(by.css(".status-success"), { timeout: 30_000 });
+      const [record] = await driver.evaluate(apiRecords);
+      figures.fallback_mime = record.mime_type;
+      figures.fallback_duration_ms = record.duration_ms;
+      assert.equal(record.mime_type, "audio/wav");
+      assert.ok(record.duration_ms > 1_000 && record.duration_ms < 2_200, `duration_ms ${record.duration_ms}`);
+    });
+
     step("an unknown address shows the not-found page, and logging out returns to onboarding", async () => {
       await driver.goto(`${server.url}/no/such/page`);
       await driver.waitFor(by.role("heading", "Page not found"));
