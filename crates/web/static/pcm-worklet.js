@@ -1,33 +1,26 @@
 // AudioBook's lossless capture: runs on the audio thread, turns the
 // microphone's float samples into 16-bit mono PCM and posts them to the page
-// in blocks of 4096 samples (about 85 ms at 48 kHz; the page makes 1 s chunks
-// of them). While paused, samples are dropped here: a pause really pauses.
-// Messages from the page: "pause", "resume", "flush" (answered "flushed" once
-// the held samples are posted), "stop" (answered "stopped"; nothing follows).
+// in blocks of 4096 samples (about 85 ms at 48 kHz), each with the context
+// frame of its first sample: `{frame, samples}`. The page cuts pauses and the
+// stop at the frames it noted when the person pressed the buttons, so a
+// message that reaches this thread late (a busy machine) moves no cut.
+// Messages from the page: "flush" (answered "flushed" once the held samples
+// are posted), "stop" (answered "stopped"; nothing follows).
 class AudioBookPcm extends AudioWorkletProcessor {
   constructor() {
     super();
-    this.paused = false;
     this.stopped = false;
     this.block = new Int16Array(4096);
     this.held = 0;
+    this.blockFrame = 0;
     this.port.onmessage = (event) => {
-      switch (event.data) {
-        case "pause":
-          this.paused = true;
-          break;
-        case "resume":
-          this.paused = false;
-          break;
-        case "flush":
-          this.post();
-          this.port.postMessage("flushed");
-          break;
-        case "stop":
-          this.post();
-          this.stopped = true;
-          this.port.postMessage("stopped");
-          break;
+      if (event.data === "flush") {
+        this.post();
+        this.port.postMessage("flushed");
+      } else if (event.data === "stop") {
+        this.post();
+        this.stopped = true;
+        this.port.postMessage("stopped");
       }
     };
   }
@@ -36,13 +29,13 @@ class AudioBookPcm extends AudioWorkletProcessor {
     if (this.held === 0) return;
     const samples = this.block.slice(0, this.held);
     this.held = 0;
-    this.port.postMessage(samples.buffer, [samples.buffer]);
+    this.port.postMessage({ frame: this.blockFrame, samples: samples.buffer }, [samples.buffer]);
   }
 
   process(inputs) {
     if (this.stopped) return false;
     const input = inputs[0];
-    if (this.paused || !input || input.length === 0) return true;
+    if (!input || input.length === 0) return true;
     const channels = input.length;
     const frames = input[0].length;
     for (let i = 0; i < frames; i++) {
@@ -50,6 +43,7 @@ class AudioBookPcm extends AudioWorkletProcessor {
       let s = 0;
       for (let c = 0; c < channels; c++) s += input[c][i];
       s = Math.max(-1, Math.min(1, s / channels));
+      if (this.held === 0) this.blockFrame = currentFrame + i;
       this.block[this.held++] = s < 0 ? Math.round(s * 32768) : Math.round(s * 32767);
       if (this.held === this.block.length) this.post();
     }

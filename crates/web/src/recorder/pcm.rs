@@ -4,8 +4,10 @@
 //! [`PcmChunker`]. Used when the person picks "Lossless", and where
 //! MediaRecorder is missing or cannot start.
 //!
-//! Pause drops samples in the worklet itself, so the file holds exactly the
-//! time recorded. The AudioContext is closed once the worklet confirmed the
+//! Pause, resume and stop are cut at the audio context's frame when the
+//! button was pressed (the worklet tags each block with its first frame):
+//! no sample of a pause is kept, and a message that reaches the audio
+//! thread late moves no cut. The AudioContext is closed once the worklet confirmed the
 //! stop (its last samples are posted before that).
 
 use std::cell::RefCell;
@@ -47,6 +49,9 @@ pub fn is_supported() -> bool {
 pub struct PcmCapture {
     context: AudioContext,
     port: MessagePort,
+    sample_rate: u32,
+    /// Cuts pauses and the stop at the frames noted here.
+    chunker: Rc<RefCell<PcmChunker>>,
     _node: AudioWorkletNode,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
 }
@@ -82,13 +87,21 @@ impl PcmCapture {
         let chunker = Rc::new(RefCell::new(PcmChunker::new(sample_rate)));
         let on_message = {
             let context = context.clone();
+            let chunker = chunker.clone();
             Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
                 let data = e.data();
-                if let Some(buffer) = data.dyn_ref::<ArrayBuffer>() {
-                    let samples = Uint8Array::new(buffer).to_vec();
-                    let full = chunker.borrow_mut().push(&samples);
-                    for chunk in full {
-                        on_event(CaptureEvent::Data(chunk));
+                if data.is_object() {
+                    // `{frame, samples}`: a block and the frame of its first sample.
+                    let frame = js_sys::Reflect::get(&data, &JsValue::from_str("frame")).ok().and_then(|f| f.as_f64());
+                    let samples = js_sys::Reflect::get(&data, &JsValue::from_str("samples")).ok();
+                    if let (Some(frame), Some(buffer)) =
+                        (frame, samples.as_ref().and_then(|s| s.dyn_ref::<ArrayBuffer>()))
+                    {
+                        let samples = Uint8Array::new(buffer).to_vec();
+                        let full = chunker.borrow_mut().push_at(frame.max(0.0) as u64, &samples);
+                        for chunk in full {
+                            on_event(CaptureEvent::Data(chunk));
+                        }
                     }
                     return;
                 }
@@ -122,24 +135,33 @@ impl PcmCapture {
         if let Ok(resumed) = context.resume() {
             let _ = JsFuture::from(resumed).await;
         }
-        Ok(PcmCapture { context, port, _node: node, _on_message: on_message })
+        Ok(PcmCapture { context, port, sample_rate, chunker, _node: node, _on_message: on_message })
     }
 
     fn tell(&self, what: &str) {
         let _ = self.port.post_message(&JsValue::from_str(what));
     }
 
+    /// The audio context's frame now: where a button press cuts the take.
+    fn frame_now(&self) -> u64 {
+        (self.context.current_time() * f64::from(self.sample_rate)).round().max(0.0) as u64
+    }
+
     /// No samples are kept until [`PcmCapture::resume`].
     pub fn pause(&self) {
-        self.tell("pause");
+        let frame = self.frame_now();
+        self.chunker.borrow_mut().pause_at(frame);
     }
 
     pub fn resume(&self) {
-        self.tell("resume");
+        let frame = self.frame_now();
+        self.chunker.borrow_mut().resume_at(frame);
     }
 
     /// Ends the capture: the last chunk and [`CaptureEvent::Stopped`] follow.
     pub fn stop(&self) {
+        let frame = self.frame_now();
+        self.chunker.borrow_mut().stop_at(frame);
         self.tell("stop");
     }
 
