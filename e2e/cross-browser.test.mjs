@@ -80,10 +80,10 @@ function recorderTimeline() {
 
 /**
  * Notes when the lossless capture starts (its AudioWorkletNode is made) and
- * when the app reads the audio context's clock, which it does exactly when
- * the person pauses, resumes and stops (to cut the take at those frames), so
- * the time actually recorded is known as for MediaRecorder. Calls go through
- * unchanged.
+ * when the app tells the worklet to pause and resume, and when it reads the
+ * audio context's clock, which it does exactly when the person stops (to cut
+ * the take at that frame), so the time actually recorded is known as for
+ * MediaRecorder. Calls go through unchanged.
  */
 function installPcmProbe() {
   if (window.__e2ePcm) return true;
@@ -96,6 +96,11 @@ function installPcmProbe() {
     return node;
   };
   window.AudioWorkletNode.prototype = Node.prototype;
+  const post = MessagePort.prototype.postMessage;
+  MessagePort.prototype.postMessage = function (message, ...rest) {
+    if (message === "pause" || message === "resume") probe.calls.push({ call: message, at: performance.now() });
+    return post.call(this, message, ...rest);
+  };
   const clock = Object.getOwnPropertyDescriptor(BaseAudioContext.prototype, "currentTime");
   Object.defineProperty(BaseAudioContext.prototype, "currentTime", {
     configurable: true,
@@ -110,14 +115,8 @@ function installPcmProbe() {
 /** The capture's start and button presses noted by the PCM probe, and the time recorded. */
 function pcmTimeline() {
   const noted = window.__e2ePcm.calls;
-  // Clock reads alternate pause, resume, ...; the last one is the stop.
-  let reads = 0;
-  const total = noted.filter((c) => c.call === "clock").length;
-  const calls = noted.map(({ call, at }) => {
-    if (call !== "clock") return { call, at };
-    reads += 1;
-    return { call: reads === total ? "stop" : reads % 2 === 1 ? "pause" : "resume", at };
-  });
+  // The clock is read once, at the stop.
+  const calls = noted.map(({ call, at }) => ({ call: call === "clock" ? "stop" : call, at }));
   let recordedMs = 0;
   let since = null;
   for (const { call, at } of calls) {

@@ -1,20 +1,25 @@
 // AudioBook's lossless capture: runs on the audio thread, turns the
 // microphone's float samples into 16-bit mono PCM and posts them to the page
 // in blocks of 4096 samples (about 85 ms at 48 kHz), each with the context
-// frame of its first sample: `{frame, samples}`. The page cuts pauses and the
-// stop at the frames it noted when the person pressed the buttons, so a
-// message that reaches this thread late (a busy machine) moves no cut.
-// Messages from the page: "flush" (answered "flushed" once the held samples
-// are posted), "stop" (answered "stopped"; nothing follows).
+// frame of its first sample: `{frame, samples}`. While paused, samples are
+// dropped here: a pause really pauses. The page cuts the stop at the frame it
+// noted when Stop was pressed (a "stop" message can reach this thread late).
+// Messages from the page: "pause", "resume", "flush" (answered "flushed" once
+// the held samples are posted), "stop" (answered "stopped"; nothing follows).
 class AudioBookPcm extends AudioWorkletProcessor {
   constructor() {
     super();
     this.stopped = false;
+    this.paused = false;
     this.block = new Int16Array(4096);
     this.held = 0;
     this.blockFrame = 0;
     this.port.onmessage = (event) => {
-      if (event.data === "flush") {
+      if (event.data === "pause") {
+        this.paused = true;
+      } else if (event.data === "resume") {
+        this.paused = false;
+      } else if (event.data === "flush") {
         this.post();
         this.port.postMessage("flushed");
       } else if (event.data === "stop") {
@@ -35,7 +40,7 @@ class AudioBookPcm extends AudioWorkletProcessor {
   process(inputs) {
     if (this.stopped) return false;
     const input = inputs[0];
-    if (!input || input.length === 0) return true;
+    if (this.paused || !input || input.length === 0) return true;
     const channels = input.length;
     const frames = input[0].length;
     for (let i = 0; i < frames; i++) {

@@ -4,10 +4,12 @@
 //! [`PcmChunker`]. Used when the person picks "Lossless", and where
 //! MediaRecorder is missing or cannot start.
 //!
-//! Pause, resume and stop are cut at the audio context's frame when the
-//! button was pressed (the worklet tags each block with its first frame):
-//! no sample of a pause is kept, and a message that reaches the audio
-//! thread late moves no cut. The AudioContext is closed once the worklet confirmed the
+//! Pause drops samples in the worklet itself. The stop is cut at the audio
+//! context's frame when Stop was pressed (the worklet tags each block with
+//! its first frame): in WebKitGTK the "stop" message reached the audio
+//! thread 150-250 ms late on a busy machine, which a frame cut ignores. (A
+//! frame cut of pauses too was exact in Chromium and WebKitGTK but 0.5 s
+//! short in Firefox, whose worklet messages arrive in time.) The AudioContext is closed once the worklet confirmed the
 //! stop (its last samples are posted before that).
 
 use std::cell::RefCell;
@@ -52,6 +54,9 @@ pub struct PcmCapture {
     sample_rate: u32,
     /// Cuts pauses and the stop at the frames noted here.
     chunker: Rc<RefCell<PcmChunker>>,
+    /// `performance.now()` minus the capture time of the worklet's frames,
+    /// at its smallest seen (the fastest block's delivery).
+    clock_offset: Rc<std::cell::Cell<Option<f64>>>,
     _node: AudioWorkletNode,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
 }
@@ -85,9 +90,11 @@ impl PcmCapture {
             return Err("The browser could not start lossless recording (its audio worklet did not load).".into());
         };
         let chunker = Rc::new(RefCell::new(PcmChunker::new(sample_rate)));
+        let clock_offset = Rc::new(std::cell::Cell::new(None));
         let on_message = {
             let context = context.clone();
             let chunker = chunker.clone();
+            let clock_offset = clock_offset.clone();
             Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
                 let data = e.data();
                 if data.is_object() {
@@ -98,6 +105,12 @@ impl PcmCapture {
                         (frame, samples.as_ref().and_then(|s| s.dyn_ref::<ArrayBuffer>()))
                     {
                         let samples = Uint8Array::new(buffer).to_vec();
+                        // The block's last sample was captured at most now.
+                        let end_ms = (frame + (samples.len() / 2) as f64) * 1000.0 / f64::from(sample_rate);
+                        let offset = performance_now() - end_ms;
+                        if clock_offset.get().is_none_or(|o| offset < o) {
+                            clock_offset.set(Some(offset));
+                        }
                         let full = chunker.borrow_mut().push_at(frame.max(0.0) as u64, &samples);
                         for chunk in full {
                             on_event(CaptureEvent::Data(chunk));
@@ -135,7 +148,7 @@ impl PcmCapture {
         if let Ok(resumed) = context.resume() {
             let _ = JsFuture::from(resumed).await;
         }
-        Ok(PcmCapture { context, port, sample_rate, chunker, _node: node, _on_message: on_message })
+        Ok(PcmCapture { context, port, sample_rate, chunker, clock_offset, _node: node, _on_message: on_message })
     }
 
     fn tell(&self, what: &str) {
@@ -143,19 +156,24 @@ impl PcmCapture {
     }
 
     /// The audio context's frame now: where a button press cuts the take.
+    /// `currentTime` on the page can be stale on a busy machine (Firefox
+    /// updates it from the audio thread: 0.4 s behind was seen), so the
+    /// frame is also estimated from when the worklet's blocks arrived; the
+    /// later of the two is the fresher.
     fn frame_now(&self) -> u64 {
-        (self.context.current_time() * f64::from(self.sample_rate)).round().max(0.0) as u64
+        let rate = f64::from(self.sample_rate);
+        let from_context = self.context.current_time() * rate;
+        let from_blocks = self.clock_offset.get().map_or(0.0, |offset| (performance_now() - offset) * rate / 1000.0);
+        from_context.max(from_blocks).round().max(0.0) as u64
     }
 
-    /// No samples are kept until [`PcmCapture::resume`].
+    /// No samples are kept until [`PcmCapture::resume`] (the worklet drops them).
     pub fn pause(&self) {
-        let frame = self.frame_now();
-        self.chunker.borrow_mut().pause_at(frame);
+        self.tell("pause");
     }
 
     pub fn resume(&self) {
-        let frame = self.frame_now();
-        self.chunker.borrow_mut().resume_at(frame);
+        self.tell("resume");
     }
 
     /// Ends the capture: the last chunk and [`CaptureEvent::Stopped`] follow.
@@ -181,4 +199,8 @@ impl Drop for PcmCapture {
         self.port.set_onmessage(None);
         let _ = self.context.close();
     }
+}
+
+fn performance_now() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
 }

@@ -1,8 +1,7 @@
 //! The lossless take's chunks: 16-bit mono samples from the capture worklet
 //! (see [`super::pcm`]), each block tagged with the audio context's frame of
-//! its first sample, cut at the frames where the person paused, resumed and
-//! stopped (so no sample of a pause is kept, however late the worklet hears
-//! of it), and batched into chunks of about a second, chunk 0 starting with
+//! its first sample, cut at the frame where the person stopped (however late
+//! the worklet hears of it), and batched into chunks of about a second, chunk 0 starting with
 //! the WAV header of [`audiobook_wire::lossless`]. Every chunk holds whole
 //! samples, as the server requires.
 //!
@@ -20,10 +19,6 @@ pub struct PcmChunker {
     pending: Vec<u8>,
     /// Chunk 0 (with the header) was handed out.
     started: bool,
-    /// Frames not to keep: closed pauses `[from, to)`, in order.
-    gaps: std::collections::VecDeque<(u64, u64)>,
-    /// Paused since this frame.
-    paused_from: Option<u64>,
     /// Stopped at this frame: nothing from it on is kept.
     stop_at: Option<u64>,
 }
@@ -31,55 +26,25 @@ pub struct PcmChunker {
 impl PcmChunker {
     pub fn new(sample_rate: u32) -> PcmChunker {
         let chunk_bytes = (lossless::bytes_per_second(sample_rate) * CHUNK_MS / 1000) as usize & !1;
-        PcmChunker {
-            sample_rate,
-            chunk_bytes: chunk_bytes.max(2),
-            pending: Vec::new(),
-            started: false,
-            gaps: Default::default(),
-            paused_from: None,
-            stop_at: None,
-        }
-    }
-
-    /// The person paused at context frame `frame`.
-    pub fn pause_at(&mut self, frame: u64) {
-        if self.paused_from.is_none() && self.stop_at.is_none() {
-            self.paused_from = Some(frame);
-        }
-    }
-
-    /// The person resumed at context frame `frame`.
-    pub fn resume_at(&mut self, frame: u64) {
-        if let Some(from) = self.paused_from.take() {
-            self.gaps.push_back((from, frame.max(from)));
-        }
+        PcmChunker { sample_rate, chunk_bytes: chunk_bytes.max(2), pending: Vec::new(), started: false, stop_at: None }
     }
 
     /// The person stopped at context frame `frame`.
     pub fn stop_at(&mut self, frame: u64) {
         if self.stop_at.is_none() {
-            self.stop_at = Some(self.paused_from.map_or(frame, |p| p.min(frame)));
+            self.stop_at = Some(frame);
         }
     }
 
     /// Adds the block of samples whose first one is at context frame
-    /// `first_frame`, keeping only the samples recorded (not paused, not
-    /// after the stop), and returns the chunks now complete.
+    /// `first_frame`, keeping only the samples before the stop, and returns
+    /// the chunks now complete.
     pub fn push_at(&mut self, first_frame: u64, samples: &[u8]) -> Vec<Vec<u8>> {
-        let mut kept = Vec::with_capacity(samples.len());
-        for (i, sample) in samples.chunks_exact(2).enumerate() {
-            let frame = first_frame + i as u64;
-            while self.gaps.front().is_some_and(|&(_, to)| to <= frame) {
-                self.gaps.pop_front();
-            }
-            let in_gap = self.gaps.front().is_some_and(|&(from, _)| from <= frame);
-            let paused = self.paused_from.is_some_and(|from| from <= frame);
-            let stopped = self.stop_at.is_some_and(|at| at <= frame);
-            if !(in_gap || paused || stopped) {
-                kept.extend_from_slice(sample);
-            }
-        }
+        let keep = match self.stop_at {
+            Some(at) => (at.saturating_sub(first_frame) as usize).min(samples.len() / 2) * 2,
+            None => samples.len() & !1,
+        };
+        let kept = samples[..keep].to_vec();
         self.push(&kept)
     }
 
@@ -151,27 +116,15 @@ mod tests {
     }
 
     #[test]
-    fn pauses_and_the_stop_are_cut_at_their_frames() {
+    fn the_stop_is_cut_at_its_frame() {
         let mut c = PcmChunker::new(8_000);
         let block = |n: usize| vec![1u8; n * 2];
-        // Frames 0..100 kept; paused from 60 to 80 (told late: after the block came).
         assert!(c.push_at(0, &block(100)).is_empty());
-        c.pause_at(160);
-        c.resume_at(180);
-        assert!(c.push_at(100, &block(100)).is_empty()); // 100..200: 80 kept
-        c.stop_at(250);
-        assert!(c.push_at(200, &block(100)).is_empty()); // 200..300: 50 kept
-        let last = c.finish().unwrap();
-        assert_eq!(last.len(), 44 + (100 + 80 + 50) * 2);
-    }
-
-    #[test]
-    fn a_stop_while_paused_cuts_at_the_pause() {
-        let mut c = PcmChunker::new(8_000);
-        c.pause_at(50);
-        c.stop_at(90);
-        c.push_at(0, &vec![1u8; 200]);
-        assert_eq!(c.finish().unwrap().len(), 44 + 50 * 2);
+        // Told before the worklet's last blocks came.
+        c.stop_at(150);
+        assert!(c.push_at(100, &block(100)).is_empty());
+        assert!(c.push_at(200, &block(100)).is_empty());
+        assert_eq!(c.finish().unwrap().len(), 44 + 150 * 2);
     }
 
     #[test]
