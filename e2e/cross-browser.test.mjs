@@ -4,7 +4,9 @@
 // play → <audio>.duration finite and within 0.3 s of the time actually
 // recorded → seek to the middle lands within 0.3 s and playback goes on →
 // plays to the end; the share page plays; rename, reload, not-found page and
-// log out work. Prints per browser the MIME type, recorded vs saved
+// log out work. A second take, lossless (Quality: Lossless, WAV from an
+// AudioWorklet), is recorded with a pause, listed, played and seeked in the
+// same browser session. Prints per browser the MIME type, recorded vs saved
 // duration, <audio>.duration, the seek error and how long the suite took.
 //
 // AUDIOBOOK_E2E_BROWSERS=firefox,webkit picks browsers (default: all three).
@@ -74,6 +76,58 @@ function recorderTimeline() {
     wallMs: stop - start,
     blobs: probe.blobs.length,
   };
+}
+
+/**
+ * Notes when the lossless capture starts (its AudioWorkletNode is made) and
+ * when the app tells the worklet to pause and resume, and when it reads the
+ * audio context's clock, which it does exactly when the person stops (to cut
+ * the take at that frame), so the time actually recorded is known as for
+ * MediaRecorder. Calls go through unchanged.
+ */
+function installPcmProbe() {
+  if (window.__e2ePcm) return true;
+  const probe = (window.__e2ePcm = { calls: [] });
+  const Node = window.AudioWorkletNode;
+  if (typeof Node !== "function") return "no AudioWorkletNode";
+  window.AudioWorkletNode = function (...args) {
+    const node = new Node(...args);
+    probe.calls.push({ call: "start", at: performance.now() });
+    return node;
+  };
+  window.AudioWorkletNode.prototype = Node.prototype;
+  const post = MessagePort.prototype.postMessage;
+  MessagePort.prototype.postMessage = function (message, ...rest) {
+    if (message === "pause" || message === "resume") probe.calls.push({ call: message, at: performance.now() });
+    return post.call(this, message, ...rest);
+  };
+  const clock = Object.getOwnPropertyDescriptor(BaseAudioContext.prototype, "currentTime");
+  Object.defineProperty(BaseAudioContext.prototype, "currentTime", {
+    configurable: true,
+    get() {
+      probe.calls.push({ call: "clock", at: performance.now() });
+      return clock.get.call(this);
+    },
+  });
+  return true;
+}
+
+/** The capture's start and button presses noted by the PCM probe, and the time recorded. */
+function pcmTimeline() {
+  const noted = window.__e2ePcm.calls;
+  // The clock is read once, at the stop.
+  const calls = noted.map(({ call, at }) => ({ call: call === "clock" ? "stop" : call, at }));
+  let recordedMs = 0;
+  let since = null;
+  for (const { call, at } of calls) {
+    if ((call === "start" || call === "resume") && since === null) since = at;
+    if ((call === "pause" || call === "stop") && since !== null) {
+      recordedMs += at - since;
+      since = null;
+    }
+  }
+  const start = calls[0]?.at ?? 0;
+  return { calls: calls.map((c) => `${c.call}@${Math.round(c.at - start)}`), recordedMs };
 }
 
 async function apiRecords() {
@@ -462,6 +516,146 @@ for (const browser of chosen) {
         assert.ok(Math.abs(duration - timeline.recordedMs / 1000) <= TOLERANCE_S, `duration ${duration}`);
       },
     );
+
+    // ------------------------------------------------ a second take, lossless (WAV by an AudioWorklet)
+    /** The lossless take: its record and the worklet's timeline. */
+    let wav;
+    const needWav = () => {
+      if (!wav) throw new Error("no saved lossless take: an earlier step failed");
+      return wav;
+    };
+
+    step("Lossless shows its data rate, is remembered, and records a take with a pause", async () => {
+      await driver.goto(`${server.url}/recorder`);
+      await driver.waitFor(by.css('[data-conn="online"]'));
+      const rate = await driver.waitForFunction(() => {
+        const el = document.querySelector(".quality-rate[data-sample-rate]");
+        return el ? { rate: Number(el.dataset.sampleRate), text: el.textContent } : false;
+      });
+      const mbPerMinute = (rate.rate * 2 * 60) / 1e6;
+      assert.ok(rate.text.includes(`${mbPerMinute.toFixed(1)} MB per minute`), `data rate shown: ${rate.text}`);
+      figures.wav_device_rate = rate.rate;
+      figures.wav_rate_text = rate.text;
+      await driver.click(by.css('input[name="quality"][value="lossless"]'));
+      // Remembered per browser: still picked after a reload.
+      await driver.goto(`${server.url}/recorder`);
+      await driver.waitFor(by.css('[data-conn="online"]'));
+      await driver.waitForFunction(() => document.querySelector('input[name="quality"][value="lossless"]')?.checked);
+      assert.equal(await driver.evaluate(installPcmProbe), true);
+      await driver.click(by.role("button", "Record"));
+      await driver.waitFor(by.text("Recording…"));
+      await sleep(2_000);
+      await driver.click(by.role("button", "Pause"));
+      await driver.waitFor(by.text("Paused."));
+      await sleep(1_500);
+      await driver.click(by.role("button", "Resume"));
+      await driver.waitFor(by.text("Recording…"));
+      await sleep(2_500);
+      await driver.click(by.role("button", "Stop"));
+      await driver.waitFor(by.css(".status-success"), { timeout: 30_000 });
+      const timeline = await driver.evaluate(pcmTimeline);
+      const records = await driver.evaluate(apiRecords);
+      assert.equal(records.length, 2, `two takes: ${JSON.stringify(records)}`);
+      const record = records[0];
+      wav = { record, timeline };
+      Object.assign(figures, {
+        wav_stored_mime: record.mime_type,
+        wav_calls: timeline.calls.join(" "),
+        wav_recorded_s: +(timeline.recordedMs / 1000).toFixed(3),
+        wav_saved_duration_ms: record.duration_ms,
+        wav_size_bytes: record.size_bytes,
+      });
+      assert.equal(record.status, "ready");
+      assert.equal(record.mime_type, "audio/wav");
+      assert.ok(
+        Math.abs(record.duration_ms - timeline.recordedMs) / 1000 <= TOLERANCE_S,
+        `duration_ms ${record.duration_ms} for ${Math.round(timeline.recordedMs)} ms recorded`,
+      );
+      // 44 bytes of header and 2 bytes a sample: the size says the duration.
+      const samples = (record.size_bytes - 44) / 2;
+      assert.ok(Math.abs((samples / rate.rate) * 1000 - record.duration_ms) <= 1, `size ${record.size_bytes}`);
+      const file = path.join(ws.dir, "stored.wav");
+      fs.writeFileSync(file, Buffer.from(await (await fetch(record.link)).arrayBuffer()));
+      const report = ffmpegReport(file);
+      figures.wav_ffmpeg_warnings = report === null ? "ffmpeg missing" : report.split("\n").filter(Boolean).length;
+    });
+
+    step("the lossless take is listed, plays, has its duration, and seeks to the middle", async () => {
+      const { record, timeline } = needWav();
+      await driver.click(by.role("link", "Listen in My recordings"));
+      await driver.waitForUrl(/\/records$/);
+      await driver.waitFor(by.css("li.record"));
+      assert.equal(await driver.evaluate(() => document.querySelectorAll("li.record").length), 2);
+      await driver.click(by.role("button", `Play ${record.name}`));
+      await driver.waitForFunction(
+        (sel) => {
+          const a = document.querySelector(sel);
+          return a && !a.paused && a.currentTime > 0.3;
+        },
+        "#player-audio",
+        { timeout: 15_000, what: "the lossless take to play past 0.3 s" },
+      );
+      await driver.evaluate((sel) => document.querySelector(sel).pause(), "#player-audio");
+      let state;
+      await driver
+        .until(async () => typeof (state = await driver.evaluate(audioState, "#player-audio")).duration === "number", {
+          timeout: 10_000,
+          what: () => `a finite <audio>.duration: ${JSON.stringify(state)}`,
+        })
+        .finally(() => (figures.wav_audio_duration = state?.duration));
+      assert.ok(state.src.includes(record.id) || state.src.length > 0);
+      assert.ok(
+        Math.abs(state.duration - timeline.recordedMs / 1000) <= TOLERANCE_S,
+        `<audio>.duration ${state.duration} s for ${(timeline.recordedMs / 1000).toFixed(3)} s recorded`,
+      );
+      const middle = timeline.recordedMs / 2000;
+      const played = await driver.evaluate(seekAndPlay, { sel: "#player-audio", to: middle, ms: 1_000 });
+      figures.wav_seek_error_s = +Math.abs(played.afterSeek - middle).toFixed(3);
+      assert.equal(played.error, null);
+      assert.ok(Math.abs(played.afterSeek - middle) <= TOLERANCE_S, `seeked to ${played.afterSeek} s, asked ${middle} s`);
+      assert.ok(played.later > played.afterSeek + 0.4, `playback went on from the middle: ${JSON.stringify(played)}`);
+      await driver.evaluate((sel) => document.querySelector(sel).pause(), "#player-audio");
+      await driver.screenshot("records-lossless");
+    });
+
+    step("without MediaRecorder, Standard falls back to lossless and the take is a WAV", async () => {
+      // The preference says Standard; MediaRecorder disappears (as in a
+      // browser without one) and the app is entered again without a reload.
+      const probed = await driver.evaluate(() => {
+        localStorage.setItem("audiobook.quality", "standard");
+        delete window.MediaRecorder;
+        // The PCM probe of the lossless take is still installed: it notes this take anew.
+        if (!window.__e2ePcm) return "no PCM probe";
+        window.__e2ePcm.calls = [];
+        return typeof window.MediaRecorder;
+      });
+      assert.equal(probed, "undefined");
+      await driver.click(by.role("link", "New recording"));
+      await driver.waitForUrl(/\/recorder$/);
+      await driver.waitFor(by.css('[data-conn="online"]'));
+      await driver.waitFor(by.text("This browser has no compressed recorder here, so it records lossless."));
+      assert.equal(
+        await driver.evaluate(() => document.querySelector('input[name="quality"][value="standard"]').disabled),
+        true,
+      );
+      await driver.click(by.role("button", "Record"));
+      await driver.waitFor(by.text("Recording…"));
+      await sleep(1_500);
+      await driver.click(by.role("button", "Stop"));
+      await driver.waitFor(by.css(".status-success"), { timeout: 30_000 });
+      const timeline = await driver.evaluate(pcmTimeline);
+      const [record] = await driver.evaluate(apiRecords);
+      Object.assign(figures, {
+        fallback_mime: record.mime_type,
+        fallback_recorded_s: +(timeline.recordedMs / 1000).toFixed(3),
+        fallback_duration_ms: record.duration_ms,
+      });
+      assert.equal(record.mime_type, "audio/wav");
+      assert.ok(
+        Math.abs(record.duration_ms - timeline.recordedMs) / 1000 <= TOLERANCE_S,
+        `duration_ms ${record.duration_ms} for ${Math.round(timeline.recordedMs)} ms recorded`,
+      );
+    });
 
     step("an unknown address shows the not-found page, and logging out returns to onboarding", async () => {
       await driver.goto(`${server.url}/no/such/page`);

@@ -18,8 +18,8 @@ pub const SECS_IN_TEST: u64 = 20;
 pub const DEFAULT_SECS: u64 = 300;
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// Target, and the committed corpus folder its extra seeds come from.
-const TARGETS: [(&str, &str); 4] =
-    [("webm_fix", "webm"), ("webm_blocks", "webm"), ("mp4_read", "mp4"), ("mp4_fix", "mp4")];
+const TARGETS: [(&str, &str); 5] =
+    [("webm_fix", "webm"), ("webm_blocks", "webm"), ("mp4_read", "mp4"), ("mp4_fix", "mp4"), ("wav_fix", "wav")];
 /// libFuzzer options: inputs up to 128 KB (the fixtures are cut there), 10 s per input at
 /// most (the code is linear: anything slower is a bug), memory well under the limits the
 /// crate promises.

@@ -4,7 +4,7 @@
 
 use std::io::Cursor;
 
-use crate::{audio_blocks, fix_mp4, fix_webm, mp4_duration_ms};
+use crate::{audio_blocks, fix_mp4, fix_wav, fix_webm, mp4_duration_ms};
 
 /// Panics naming the first differing byte (the files themselves are too long to print).
 fn assert_same(a: &[u8], b: &[u8], what: &str) {
@@ -53,4 +53,25 @@ pub fn mp4(data: &[u8]) {
         assert_same(&again, &out, "fixing the fixed MP4 changed it");
         assert_eq!(mp4_duration_ms(Cursor::new(&out)).unwrap_or(0), report.duration_ms, "reader disagrees");
     }
+}
+
+/// `fix_wav` either refuses the input or writes a WAV that hound reads back with every whole
+/// sample after the header, whose duration is the sample count's, and that fixing again
+/// leaves unchanged.
+pub fn wav(data: &[u8]) {
+    let mut out = Cursor::new(Vec::new());
+    let Ok(report) = fix_wav(Cursor::new(data), data.len() as u64, &mut out) else {
+        return;
+    };
+    let out = out.into_inner();
+    assert_eq!(report.output_bytes, out.len() as u64);
+    let reader = hound::WavReader::new(Cursor::new(&out)).expect("hound reads the fixed WAV");
+    assert_eq!(u64::from(reader.duration()), report.samples, "sample count");
+    let samples: Vec<i16> = reader.into_samples().map(|s| s.expect("a sample")).collect();
+    let sent: Vec<i16> = data[44..].chunks_exact(2).map(|p| i16::from_le_bytes([p[0], p[1]])).collect();
+    assert!(samples == sent, "samples changed");
+    let mut again = Cursor::new(Vec::new());
+    let report2 = fix_wav(Cursor::new(&out), out.len() as u64, &mut again).expect("the fixed WAV fixes again");
+    assert_eq!(report2.duration_ms, report.duration_ms, "duration after a second fix");
+    assert_same(&again.into_inner(), &out, "fixing the fixed WAV changed it");
 }

@@ -10,6 +10,9 @@
 //! - MP4 ([`fix_mp4`]): the real duration in `mvhd`, `tkhd`, `mdhd` and `mehd`, the duplicates
 //!   dropped, a contiguous timeline from 0, a `sidx` index; optionally spans of media time cut
 //!   out (WebKit's `pause()` does not pause the recording).
+//! - a lossless take (declared `audio/wav`, checked header, 16-bit mono samples): the server
+//!   calls [`fix_wav_file`], which writes it with `hound` with its real sizes and measures its
+//!   waveform.
 //! - anything else: no output; the caller stores the bytes as received.
 //!
 //! Every entry point takes any input: time is linear in its size, memory is bounded by what is
@@ -32,6 +35,7 @@ mod mp4_fix;
 mod mp4_scan;
 mod opus;
 mod source;
+mod wav;
 mod webm_fix;
 mod webm_scan;
 
@@ -42,6 +46,7 @@ use std::path::Path;
 
 pub use mp4_fix::{Mp4FixReport, fix_mp4, fix_mp4_file};
 pub use opus::packet_duration_ns as opus_packet_duration_ns;
+pub use wav::{WavReport, fix_wav, fix_wav_file};
 pub use webm_fix::{FixReport, fix_webm, fix_webm_file};
 
 /// The caps beyond which a fixer gives up with [`MediaError::Limit`].
@@ -84,6 +89,9 @@ pub enum MediaError {
     NotWebM(String),
     #[error("not an MP4 file this can fix: {0}")]
     NotMp4(String),
+    /// A lossless take whose header or length is not what the wire allows.
+    #[error("not a lossless WAV take: {0}")]
+    NotWav(String),
     /// The input is larger or more fragmented than any recording (see [`limits`]); stored as
     /// received.
     #[error("input beyond the fixer's limits: {0}")]
@@ -147,7 +155,8 @@ pub fn fix_recording(input: &Path, output: &Path, options: &FixOptions) -> Resul
                 dropped_tail_bytes: r.dropped_tail_bytes,
             })
         }
-        // The place for a WAV finalize (header sizes after a crash) when the server writes WAV.
+        // Only a take declared `audio/wav` (the lossless path) is rewritten, by [`fix_wav_file`]:
+        // WAV bytes under another declared type are kept as received.
         ContainerKind::Wav => unchanged(kind),
         ContainerKind::Unknown => unchanged(kind),
     }

@@ -32,6 +32,7 @@ fn check_all(name: &str, data: &[u8]) {
     let run = std::panic::catch_unwind(|| {
         invariants::webm(data);
         invariants::mp4(data);
+        invariants::wav(data);
     });
     if let Err(e) = run {
         let msg = e.downcast_ref::<String>().cloned().or(e.downcast_ref::<&str>().map(|s| s.to_string()));
@@ -42,7 +43,7 @@ fn check_all(name: &str, data: &[u8]) {
 #[test]
 fn every_committed_input_keeps_the_invariants() {
     let mut count = 0;
-    for dir in [common::data_path(""), corpus_dir("webm"), corpus_dir("mp4")] {
+    for dir in [common::data_path(""), corpus_dir("webm"), corpus_dir("mp4"), corpus_dir("wav")] {
         for (name, data) in inputs(&dir) {
             check_all(&name, &data);
             count += 1;
@@ -163,5 +164,21 @@ fn crafted() -> Vec<(&'static str, Vec<u8>)> {
         ("mp4/crafted-defaults-base-offset.m4a", defaults),
         ("mp4/crafted-cut-mid-mdat.m4a", webkit[..19_551].to_vec()),
         ("mp4/crafted-stale-copy-last.m4a", webkit[..35_643].to_vec()),
+        ("wav/crafted-lossless-tone.wav", wav_take(48_000, 4_800, &[])),
+        ("wav/crafted-lossless-half-sample.wav", wav_take(44_100, 441, &[0x7F])),
+        ("wav/crafted-lossless-header-only.wav", wav_take(16_000, 0, &[])),
+        ("wav/crafted-lossless-stereo.wav", {
+            let mut t = wav_take(48_000, 100, &[]);
+            t[22] = 2;
+            t
+        }),
     ]
+}
+
+/// A lossless take as the server spools it: the wire's header, `n` samples of a ramp, `tail`.
+fn wav_take(rate: u32, n: usize, tail: &[u8]) -> Vec<u8> {
+    let mut t = audiobook_wire::lossless::stream_header(rate).to_vec();
+    t.extend((0..n).flat_map(|i| ((i as i32 * 97 % 65_536) - 32_768).to_le_bytes()[..2].to_vec()));
+    t.extend_from_slice(tail);
+    t
 }

@@ -245,7 +245,11 @@ async fn bytes_per_user_are_limited() {
     };
     let me = Api::new(&app.url).onboard("Hoarder").await.unwrap();
     let socket = Socket::connect(&app.url, &me.token).await.unwrap();
-    let id = socket.start(&StartRecording { mime_type: "audio/wav".into(), name: None }).await.unwrap().recording_id;
+    let id = socket
+        .start(&StartRecording { mime_type: "application/octet-stream".into(), name: None })
+        .await
+        .unwrap()
+        .recording_id;
     let piece = Bytes::from(vec![7u8; 30_000]);
     let mut acked = 0u64;
     for seq in 0..5 {
@@ -265,7 +269,11 @@ async fn bytes_per_user_are_limited() {
     };
     assert_eq!(saved.size_bytes, 90_000, "every acknowledged byte is saved");
     // A new take opens with the 10 kB left, and cannot grow past them.
-    let id = socket.start(&StartRecording { mime_type: "audio/wav".into(), name: None }).await.unwrap().recording_id;
+    let id = socket
+        .start(&StartRecording { mime_type: "application/octet-stream".into(), name: None })
+        .await
+        .unwrap()
+        .recording_id;
     match socket.append(&chunk(0, id, piece.clone())).await.unwrap() {
         AppendAck::Err(e) => assert!(e.error.contains("you may keep") && e.next_seq == Some(0), "{e:?}"),
         AppendAck::Ok(ok) => panic!("over the allowance: {ok:?}"),
@@ -804,7 +812,11 @@ async fn a_full_spool_disk_refuses_chunks_and_loses_nothing_acknowledged() {
     let api = Api::new(&app.url);
     let me = api.onboard("Filler").await.unwrap();
     let socket = Socket::connect(&app.url, &me.token).await.unwrap();
-    let id = socket.start(&StartRecording { mime_type: "audio/wav".into(), name: None }).await.unwrap().recording_id;
+    let id = socket
+        .start(&StartRecording { mime_type: "application/octet-stream".into(), name: None })
+        .await
+        .unwrap()
+        .recording_id;
     let piece = Bytes::from(vec![9u8; 256 * 1024]);
     let mut acked = 0u64;
     let mut refusal = None;
@@ -822,7 +834,8 @@ async fn a_full_spool_disk_refuses_chunks_and_loses_nothing_acknowledged() {
     assert!(refusal.error.contains("disk space"), "{refusal:?}");
     assert!(refusal.retry_after_ms.is_some(), "temporary: the client tries again later");
     assert!((2 << 20..=4 << 20).contains(&acked), "about the room above the minimum ({acked})");
-    let refused = socket.start(&StartRecording { mime_type: "audio/wav".into(), name: None }).await.unwrap_err();
+    let refused =
+        socket.start(&StartRecording { mime_type: "application/octet-stream".into(), name: None }).await.unwrap_err();
     assert!(refused.to_string().contains("disk space"), "{refused}");
     // The take is saved with exactly what was acknowledged.
     let stop = StopRecording { recording_id: Some(id), ..Default::default() };
@@ -1015,7 +1028,7 @@ async fn a_large_chunk_over_long_polling_is_accepted() {
     };
     assert_eq!(post(format!("40{}", json!({ "token": me.token }))).await.unwrap().status(), 200);
     next("40").await;
-    let start = json!(["start-recording", { "mime_type": "audio/wav" }]);
+    let start = json!(["start-recording", { "mime_type": "application/octet-stream" }]);
     post(format!("421{start}")).await.unwrap();
     let answer: serde_json::Value = serde_json::from_str(&next("431").await).unwrap();
     let recording_id = answer[0]["recording_id"].as_str().unwrap().to_string();

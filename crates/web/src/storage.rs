@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 const KEY: &str = "audiobook.session";
+/// The recorder's quality setting, remembered per browser.
+const QUALITY_KEY: &str = "audiobook.quality";
 
 /// Who is using the app, and the bearer token for the API and the socket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,5 +36,39 @@ pub fn save(session: &Session) -> Result<(), String> {
 pub fn clear() {
     if let Some(storage) = local_storage() {
         let _ = storage.remove_item(KEY);
+    }
+}
+
+/// How the recorder records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Quality {
+    /// Compressed by the browser's MediaRecorder (Opus or AAC).
+    #[default]
+    Standard,
+    /// Uncompressed 16-bit PCM, sent as WAV.
+    Lossless,
+}
+
+impl Quality {
+    fn as_str(self) -> &'static str {
+        match self {
+            Quality::Standard => "standard",
+            Quality::Lossless => "lossless",
+        }
+    }
+}
+
+/// The quality picked in this browser (Standard if none, or unreadable).
+pub fn quality() -> Quality {
+    match local_storage().and_then(|s| s.get_item(QUALITY_KEY).ok().flatten()).as_deref() {
+        Some("lossless") => Quality::Lossless,
+        _ => Quality::Standard,
+    }
+}
+
+/// Remembers the quality; a browser that keeps nothing just forgets it.
+pub fn set_quality(quality: Quality) {
+    if let Some(storage) = local_storage() {
+        let _ = storage.set_item(QUALITY_KEY, quality.as_str());
     }
 }

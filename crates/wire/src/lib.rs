@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod lossless;
+
 /// Longest user name, in characters (not bytes).
 pub const MAX_USER_NAME_CHARS: usize = 20;
 /// Longest recording name, in characters (not bytes).

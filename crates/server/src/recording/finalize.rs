@@ -31,6 +31,18 @@ pub struct Prepared {
     pub fixed: bool,
     pub duration_ms: u64,
     pub size_bytes: u64,
+    /// Peaks measured from the samples (lossless takes); otherwise the
+    /// client's, from the spool.
+    pub peaks: Option<Vec<u8>>,
+    /// Set when the take cannot be stored as the type it declared (a
+    /// lossless take that is not a valid WAV is stored as opaque bytes).
+    pub mime_type: Option<String>,
+}
+
+impl Prepared {
+    fn as_received(size_bytes: u64) -> Prepared {
+        Prepared { fixed: false, duration_ms: 0, size_bytes, peaks: None, mime_type: None }
+    }
 }
 
 /// The client's account of a take: where it paused and how long it really
@@ -80,9 +92,39 @@ impl Timeline {
 
 /// Fixes the container where we know how, on a blocking thread (it streams
 /// the file twice). Audio we cannot parse is kept byte for byte.
-pub async fn prepare(paths: &SpoolPaths) -> std::io::Result<Prepared> {
+pub async fn prepare(paths: &SpoolPaths, mime_type: &str) -> std::io::Result<Prepared> {
     let paths = paths.clone();
-    tokio::task::spawn_blocking(move || prepare_blocking(&paths)).await.map_err(std::io::Error::other)?
+    let lossless = mime_type == super::LOSSLESS_TYPE;
+    tokio::task::spawn_blocking(move || if lossless { prepare_wav(&paths) } else { prepare_blocking(&paths) })
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// A lossless take: its WAV written with `hound` from the samples the spool
+/// holds (every acknowledged one, whether the take was stopped, interrupted
+/// or recovered after a crash), with exact sizes, duration and peaks. The
+/// append checks make a failure here unlikely; if it happens anyway, the
+/// bytes are kept as received but never served as `audio/wav`.
+fn prepare_wav(paths: &SpoolPaths) -> std::io::Result<Prepared> {
+    let _ = std::fs::remove_file(&paths.fixed);
+    match audiobook_media::fix_wav_file(&paths.data, &paths.fixed) {
+        Ok(r) => Ok(Prepared {
+            fixed: true,
+            duration_ms: r.duration_ms,
+            size_bytes: r.output_bytes,
+            peaks: (!r.peaks.is_empty()).then_some(r.peaks),
+            mime_type: None,
+        }),
+        Err(audiobook_media::MediaError::Io(e)) => Err(e),
+        Err(e) => {
+            tracing::warn!(path = %paths.data.display(), error = %e, "lossless take is not a valid WAV; stored as opaque bytes");
+            let _ = std::fs::remove_file(&paths.fixed);
+            Ok(Prepared {
+                mime_type: Some(crate::media_type::OPAQUE.to_string()),
+                ..Prepared::as_received(std::fs::metadata(&paths.data)?.len())
+            })
+        }
+    }
 }
 
 fn prepare_blocking(paths: &SpoolPaths) -> std::io::Result<Prepared> {
@@ -109,14 +151,17 @@ fn prepare_blocking(paths: &SpoolPaths) -> std::io::Result<Prepared> {
         (fixed, _) => fixed,
     };
     match fixed {
-        Ok(outcome) => {
-            Ok(Prepared { fixed: outcome.written, duration_ms: outcome.duration_ms, size_bytes: outcome.size_bytes })
-        }
+        Ok(outcome) => Ok(Prepared {
+            fixed: outcome.written,
+            duration_ms: outcome.duration_ms,
+            size_bytes: outcome.size_bytes,
+            ..Prepared::as_received(0)
+        }),
         Err(e) => {
             tracing::warn!(path = %paths.data.display(), error = %e, "recording not fixable; storing it as received");
             let _ = std::fs::remove_file(&paths.fixed);
             let duration_ms = audiobook_media::probe_duration_ms(&paths.data).unwrap_or(0);
-            Ok(Prepared { fixed: false, duration_ms, size_bytes: std::fs::metadata(&paths.data)?.len() })
+            Ok(Prepared { duration_ms, ..Prepared::as_received(std::fs::metadata(&paths.data)?.len()) })
         }
     }
 }
@@ -180,19 +225,25 @@ pub async fn finalize(
     let started = std::time::Instant::now();
     flush(&take.paths.data).await?;
     let prepared = if as_received {
-        Prepared { fixed: false, duration_ms: 0, size_bytes: tokio::fs::metadata(&take.paths.data).await?.len() }
+        let mut p = Prepared::as_received(tokio::fs::metadata(&take.paths.data).await?.len());
+        if take.mime_type == super::LOSSLESS_TYPE {
+            // Not rewritten: its header's sizes are placeholders, so it is not served as a WAV.
+            p.mime_type = Some(crate::media_type::OPAQUE.to_string());
+        }
+        p
     } else {
-        prepare(&take.paths).await?
+        prepare(&take.paths, &take.mime_type).await?
     };
     let prepared_at = started.elapsed();
-    let key = storage_key(take.user_id, take.id, &take.mime_type);
+    let mime_type = prepared.mime_type.clone().unwrap_or_else(|| take.mime_type.clone());
+    let key = storage_key(take.user_id, take.id, &mime_type);
     let source = if prepared.fixed { &take.paths.fixed } else { &take.paths.data };
     if prepared.fixed {
         flush(source).await?;
     }
     let upload = tokio::time::timeout(
         upload_timeout(prepared.size_bytes),
-        storage.put_file(&key, source, &crate::media_type::safe_audio_type(&take.mime_type)),
+        storage.put_file(&key, source, &crate::media_type::safe_audio_type(&mime_type)),
     )
     .await;
     let uploaded_at = started.elapsed();
@@ -213,10 +264,10 @@ pub async fn finalize(
         status,
         outcome: outcome_col,
         storage_key: key,
-        mime_type: take.mime_type.clone(),
+        mime_type,
         size_bytes: prepared.size_bytes,
         duration_ms: prepared.duration_ms,
-        peaks: read_peaks(&take.paths.peaks),
+        peaks: prepared.peaks.clone().or_else(|| read_peaks(&take.paths.peaks)),
     };
     let row = within(DB_TIMEOUT, "saving the record", db.finish_recording(take.id, &finished))
         .await?
@@ -312,7 +363,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = SpoolPaths::new(dir.path(), Uuid::new_v4());
         std::fs::write(&paths.data, b"not a container at all").unwrap();
-        let p = prepare(&paths).await.unwrap();
-        assert_eq!(p, Prepared { fixed: false, duration_ms: 0, size_bytes: 22 });
+        let p = prepare(&paths, "audio/webm").await.unwrap();
+        assert_eq!(p, Prepared::as_received(22));
+    }
+
+    #[tokio::test]
+    async fn a_lossless_take_becomes_a_wav_with_exact_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = SpoolPaths::new(dir.path(), Uuid::new_v4());
+        let mut bytes = audiobook_wire::lossless::stream_header(44_100).to_vec();
+        bytes.extend(std::iter::repeat_n([0x10, 0x20], 44_100 * 2).flatten());
+        bytes.push(7); // half a sample: the end of an interrupted take
+        std::fs::write(&paths.data, &bytes).unwrap();
+        let p = prepare(&paths, "audio/wav").await.unwrap();
+        assert!(p.fixed && p.mime_type.is_none());
+        assert_eq!((p.duration_ms, p.size_bytes), (2000, 44 + 44_100 * 4));
+        assert_eq!(p.peaks.as_ref().map(Vec::len), Some(20));
+        let reader = hound::WavReader::open(&paths.fixed).unwrap();
+        assert_eq!((reader.spec().sample_rate, reader.duration()), (44_100, 88_200));
+    }
+
+    #[tokio::test]
+    async fn a_lossless_take_that_is_not_a_wav_is_not_served_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = SpoolPaths::new(dir.path(), Uuid::new_v4());
+        std::fs::write(&paths.data, b"<html><script>alert(1)</script></html>").unwrap();
+        let p = prepare(&paths, "audio/wav").await.unwrap();
+        assert_eq!(p.mime_type.as_deref(), Some(crate::media_type::OPAQUE));
+        assert!(!p.fixed && !paths.fixed.exists());
     }
 }

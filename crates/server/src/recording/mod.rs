@@ -48,6 +48,9 @@ pub enum RecordingError {
     QuotaExceeded { max: u64, next_seq: Option<u64> },
     #[error("{0}")]
     BadName(String),
+    /// A lossless (`audio/wav`) chunk that is not what the wire allows.
+    #[error("This lossless recording's audio is refused: {0}.")]
+    BadLossless(String),
     #[error("Chunks {next_seq}..{expected} have not arrived yet; send them before stopping.")]
     MissingChunks { next_seq: u64, expected: u64 },
     #[error("Nothing was recorded yet.")]
@@ -97,6 +100,30 @@ impl RecordingError {
 }
 
 pub type RecordingResult<T> = Result<T, RecordingError>;
+
+/// The stored type of a lossless take (see [`check_lossless_chunk`]).
+pub const LOSSLESS_TYPE: &str = audiobook_wire::lossless::MIME_TYPE;
+
+/// A take declared `audio/wav` is the lossless path: chunk 0 must start with
+/// the canonical header of [`audiobook_wire::lossless`] (16-bit mono, a sane
+/// rate), and every chunk's sample bytes must be whole samples. Checked
+/// before the chunk is written, so the spool only ever holds a take that
+/// [`finalize`] can turn into a valid WAV.
+pub fn check_lossless_chunk(seq: u64, data: &[u8]) -> RecordingResult<()> {
+    use audiobook_wire::lossless;
+    let samples = if seq == 0 {
+        lossless::parse_header(data).map_err(|e| RecordingError::BadLossless(e.to_string()))?;
+        data.len() - lossless::HEADER_BYTES
+    } else {
+        data.len()
+    };
+    if samples % 2 != 0 {
+        return Err(RecordingError::BadLossless(format!(
+            "chunk {seq} holds {samples} bytes of samples, not a whole number of 16-bit samples"
+        )));
+    }
+    Ok(())
+}
 
 /// Waveform peaks kept per chunk.
 pub const MAX_PEAKS_PER_CHUNK: usize = 256;
@@ -493,6 +520,7 @@ impl Recordings {
         }
         live.last_activity = Instant::now();
         let byte_budget = live.byte_budget;
+        let lossless = live.mime_type == LOSSLESS_TYPE;
         let spool = self.open_spool(&mut live).await?;
         let expected = spool.chunks;
         let seq = seq.unwrap_or(expected);
@@ -522,6 +550,9 @@ impl Recordings {
         }
         if !self.disk.has_room_for(cost) {
             return Err(RecordingError::DiskFull);
+        }
+        if lossless {
+            check_lossless_chunk(seq, &data)?;
         }
         let bytes = data.len() as u64;
         spool.append(data, peaks).await?;

@@ -186,6 +186,9 @@ pub fn RecorderPage() -> impl IntoView {
                         <A href="/records" attr:class="button">"Listen in My recordings"</A>
                     </Show>
                 </div>
+                // Lossless mode (issue 12): the quality of the next take.
+                <crate::components::QualitySetting disabled=Signal::derive(move || phase.get().is_busy()) />
+                // End of the lossless mode's insertion.
                 <StatusBanner tone=tone>
                     <span class="status-text">{status_text}</span>
                 </StatusBanner>

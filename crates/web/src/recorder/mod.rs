@@ -1,4 +1,5 @@
-//! Recording: the microphone and MediaRecorder ([`capture`]) and the take's
+//! Recording: the microphone and MediaRecorder ([`capture`]) or lossless
+//! PCM ([`pcm`], chunked by [`pcm_chunks`]) and the take's
 //! [`clock`], the vault that
 //! keeps every chunk on this device until the server saved the take
 //! ([`vault`]), the upload protocol of a take ([`upload`], over the chunk
@@ -8,6 +9,7 @@
 //! behind the recorder page ([`studio`]).
 
 pub mod clock;
+pub mod pcm_chunks;
 pub mod queue;
 pub mod recovery;
 pub mod upload;
@@ -23,6 +25,8 @@ mod lifecycle;
 mod locks;
 #[cfg(target_arch = "wasm32")]
 pub mod outbox;
+#[cfg(target_arch = "wasm32")]
+pub mod pcm;
 #[cfg(target_arch = "wasm32")]
 mod quota;
 #[cfg(target_arch = "wasm32")]

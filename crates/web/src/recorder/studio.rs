@@ -132,9 +132,12 @@ impl Studio {
             Err(e) => return ui.phase.set(Phase::MicError(e)),
         };
         let (events, received) = mpsc::unbounded();
-        let capture = match Capture::start(stream, move |event| {
+        let quality = crate::storage::quality();
+        let capture = match Capture::start(stream, quality, move |event| {
             let _ = events.unbounded_send(event);
-        }) {
+        })
+        .await
+        {
             Ok(c) => c,
             Err(e) => return ui.phase.set(Phase::MicError(e)),
         };

@@ -339,12 +339,19 @@ impl TakeTask {
     }
 
     async fn warn_when_short_of_room(&self) {
-        // About two minutes at the 128 kbit/s browsers record.
-        const LOW: f64 = 2_000_000.0;
+        // Bytes a second: the 128 kbit/s browsers record, or a lossless
+        // take's 16-bit samples (at 48 kHz: the rate is not known here).
+        let per_second = if self.meta.borrow().mime_type == audiobook_wire::lossless::MIME_TYPE {
+            audiobook_wire::lossless::bytes_per_second(48_000) as f64
+        } else {
+            16_000.0
+        };
+        // About two minutes of recording.
+        let low = per_second * 120.0;
         if let Some(room) = quota::estimate().await
-            && room.free() < LOW
+            && room.free() < low
         {
-            let minutes = (room.free() / 16_000.0 / 60.0).floor();
+            let minutes = (room.free() / per_second / 60.0).floor();
             let text = format!(
                 "Little room is left on this device for recordings ({}, about {minutes} min); the recording \
                  stops when it is full.",
