@@ -9,7 +9,7 @@
 // longer than NETWORK_TIMEOUT_MS (a network that swallows packets would
 // otherwise keep the app from opening). The API, Socket.IO and media are
 // never cached: they always go to the server.
-const SHELL_CACHE = "audiobook-shell-v3";
+const SHELL_CACHE = "audiobook-shell-v4";
 const SHELL = [
   "/index.html",
   "/web.js",
@@ -19,6 +19,8 @@ const SHELL = [
   "/favicon.svg",
   "/vendor/socket.io.min.js",
   "/manifest.webmanifest",
+  // Lossless recording's audio worklet: a take offline must be able to start one.
+  "/pcm-worklet.js",
   "/icons/icon.svg",
   "/icons/icon-192.png",
   "/icons/icon-512.png",
