@@ -834,9 +834,18 @@ async fn a_full_spool_disk_refuses_chunks_and_loses_nothing_acknowledged() {
     assert!(refusal.error.contains("disk space"), "{refusal:?}");
     assert!(refusal.retry_after_ms.is_some(), "temporary: the client tries again later");
     assert!((2 << 20..=4 << 20).contains(&acked), "about the room above the minimum ({acked})");
+    // Something else fills the disk to below the minimum plus one largest
+    // chunk (what a new take needs), and the guard's reading is fresh (a
+    // busy machine may re-read before the start, an idle one may not).
+    let free = audiobook_server::limits::free_bytes(&tmpfs.path).unwrap();
+    let filler = tmpfs.path.join("filler");
+    let want = (2u64 << 20) + (1 << 20) - (256 << 10);
+    std::fs::write(&filler, vec![0u8; free.saturating_sub(want) as usize]).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let refused =
         socket.start(&StartRecording { mime_type: "application/octet-stream".into(), name: None }).await.unwrap_err();
     assert!(refused.to_string().contains("disk space"), "{refused}");
+    std::fs::remove_file(&filler).unwrap();
     // The take is saved with exactly what was acknowledged.
     let stop = StopRecording { recording_id: Some(id), ..Default::default() };
     let saved = match socket.stop(&stop).await.unwrap() {
