@@ -163,8 +163,10 @@ export class Server {
  * `{ micAllowed: false }` the site has no microphone permission, so
  * getUserMedia is refused as if the user said no. `userDataDir` reuses a
  * profile (a browser started again after a crash); by default it is fresh.
+ * `device`: playwright context options for another screen (viewport,
+ * hasTouch, isMobile, colorScheme).
  */
-export async function launchBrowser(dir, wav, { micAllowed = true, userDataDir, inMemory = false } = {}) {
+export async function launchBrowser(dir, wav, { micAllowed = true, userDataDir, inMemory = false, device = {} } = {}) {
   const options = {
     executablePath: process.env.CHROMIUM || "/usr/lib/chromium/chromium",
     headless: true,
@@ -183,14 +185,15 @@ export async function launchBrowser(dir, wav, { micAllowed = true, userDataDir, 
       `--use-file-for-fake-audio-capture=${wav}`,
       "--autoplay-policy=no-user-gesture-required",
     ],
+    ...device,
   };
   let context;
   if (inMemory) {
     // A context without a profile on disk (like a private window): the
     // DevTools protocol's quota override is enforced only there.
-    const { viewport, permissions, ...launchOptions } = options;
+    const { viewport, permissions, hasTouch, isMobile, colorScheme, deviceScaleFactor, ...launchOptions } = options;
     const browser = await chromium.launch(launchOptions);
-    context = await browser.newContext({ viewport, permissions });
+    context = await browser.newContext({ viewport, permissions, hasTouch, isMobile, colorScheme, deviceScaleFactor });
     context.once("close", () => browser.close().catch(() => {}));
   } else {
     userDataDir ??= fs.mkdtempSync(path.join(dir, "chromium-"));
