@@ -1,4 +1,4 @@
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use leptos::html::Canvas;
@@ -46,6 +46,8 @@ struct Frames {
     size: Cell<(f64, f64, f64)>,
     /// The peak count last drawn, and when it changed (ms).
     seen: Cell<(u64, f64)>,
+    /// The bars' colour (CSS), read again with each new reading.
+    colour: RefCell<String>,
 }
 
 /// The take's level peaks as a waveform scrolling from right to left while
@@ -161,25 +163,29 @@ fn draw(frames: &Frames, el: &HtmlCanvasElement, peaks: StoredValue<LivePeaks, L
     }
     let (w, h, dpr) = frames.size.get();
     let Some(ctx) = el.get_context("2d").ok().flatten().map(JsCast::unchecked_into::<Context2d>) else { return };
-    // The colours follow the theme and the recording state (the stylesheet's
-    // `color` of the canvas); computed style, not layout.
-    let colour = window
-        .get_computed_style(el)
-        .ok()
-        .flatten()
-        .and_then(|s| s.get_property_value("color").ok())
-        .unwrap_or_else(|| "#888".into());
-
     let now = now_ms();
     let count = peaks.try_with_value(LivePeaks::count).unwrap_or(0);
     let (seen, changed_at) = frames.seen.get();
+    let fresh = count != seen || !frames.active.get();
     let changed_at = if count != seen { now } else { changed_at };
     frames.seen.set((count, changed_at));
+    // The colour follows the theme and the recording state (the stylesheet's
+    // `color` of the canvas): computed style, not layout, read with each new
+    // reading (ten times a second), not every frame.
+    if fresh || frames.colour.borrow().is_empty() {
+        let colour = window
+            .get_computed_style(el)
+            .ok()
+            .flatten()
+            .and_then(|s| s.get_property_value("color").ok())
+            .unwrap_or_else(|| "#888".into());
+        frames.colour.replace(colour);
+    }
     // The newest bar slides in from the right edge until the next reading.
     let slide = if frames.active.get() { ((now - changed_at) / READING_MS).clamp(0.0, 1.0) } else { 1.0 };
 
     ctx.clear_rect(0.0, 0.0, w * dpr, h * dpr);
-    ctx.set_fill_style(&colour);
+    ctx.set_fill_style(&frames.colour.borrow());
     if count == 0 {
         let (top, height) = bar_span(0);
         ctx.fill_rect(0.0, top / 100.0 * h * dpr, w * dpr, height / 100.0 * h * dpr / 2.0);
