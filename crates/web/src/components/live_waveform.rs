@@ -48,12 +48,15 @@ struct Frames {
     seen: Cell<(u64, f64)>,
     /// The bars' colour (CSS), read again with each new reading.
     colour: RefCell<String>,
+    /// When the last frame ran, and the average time between frames (ms).
+    pace: Cell<(f64, f64)>,
 }
 
 /// The take's level peaks as a waveform scrolling from right to left while
 /// recording, drawn on a canvas once per animation frame (only while
 /// recording; the canvas' size is read once and again on resize, so frames
-/// never force a layout). Screen readers get the elapsed time and the level
+/// never force a layout; a busy device redraws only with each reading).
+/// Screen readers get the elapsed time and the level
 /// every 10 seconds, politely.
 #[component]
 pub fn LiveWaveform(
@@ -169,6 +172,14 @@ fn draw(frames: &Frames, el: &HtmlCanvasElement, peaks: StoredValue<LivePeaks, L
     let fresh = count != seen || !frames.active.get();
     let changed_at = if count != seen { now } else { changed_at };
     frames.seen.set((count, changed_at));
+    // A device too busy for smooth frames (well under 40 a second) gets
+    // the bars moved only with each new reading, so the recorder keeps the CPU.
+    let (last, average) = frames.pace.get();
+    let average = if last > 0.0 { average * 0.9 + (now - last).min(200.0) * 0.1 } else { 16.7 };
+    frames.pace.set((now, average));
+    if !fresh && average > 25.0 {
+        return;
+    }
     // The colour follows the theme and the recording state (the stylesheet's
     // `color` of the canvas): computed style, not layout, read with each new
     // reading (ten times a second), not every frame.
