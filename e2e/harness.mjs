@@ -164,8 +164,10 @@ export class Server {
  * getUserMedia is refused as if the user said no. `userDataDir` reuses a
  * profile (a browser started again after a crash); by default it is fresh.
  * `args`: more Chromium flags.
+ * `device`: playwright context options for another screen (viewport,
+ * hasTouch, isMobile, colorScheme).
  */
-export async function launchBrowser(dir, wav, { micAllowed = true, userDataDir, inMemory = false, args = [] } = {}) {
+export async function launchBrowser(dir, wav, { micAllowed = true, userDataDir, inMemory = false, args = [], device = {} } = {}) {
   const options = {
     executablePath: process.env.CHROMIUM || "/usr/lib/chromium/chromium",
     headless: true,
@@ -185,14 +187,15 @@ export async function launchBrowser(dir, wav, { micAllowed = true, userDataDir, 
       "--autoplay-policy=no-user-gesture-required",
       ...args,
     ],
+    ...device,
   };
   let context;
   if (inMemory) {
     // A context without a profile on disk (like a private window): the
     // DevTools protocol's quota override is enforced only there.
-    const { viewport, permissions, ...launchOptions } = options;
+    const { viewport, permissions, hasTouch, isMobile, colorScheme, deviceScaleFactor, ...launchOptions } = options;
     const browser = await chromium.launch(launchOptions);
-    context = await browser.newContext({ viewport, permissions });
+    context = await browser.newContext({ viewport, permissions, hasTouch, isMobile, colorScheme, deviceScaleFactor });
     context.once("close", () => browser.close().catch(() => {}));
   } else {
     userDataDir ??= fs.mkdtempSync(path.join(dir, "chromium-"));

@@ -176,7 +176,7 @@ const BROWSER_PACKAGES: &[&str] = &[
 ];
 
 /// The npm packages the tests import (`e2e/package.json`).
-const NODE_PACKAGES: &[&str] = &["playwright-core", "puppeteer-core"];
+const NODE_PACKAGES: &[&str] = &["playwright-core", "puppeteer-core", "axe-core"];
 
 /// Runs the browser end-to-end tests (`e2e/`, `node --test`: the Chromium
 /// feature tests and the cross-browser scenario in Chromium, Firefox and

@@ -7,6 +7,7 @@
 mod format;
 mod playback;
 mod recorder;
+mod theme;
 mod waveform;
 
 #[cfg(target_arch = "wasm32")]

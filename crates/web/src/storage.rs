@@ -72,3 +72,21 @@ pub fn set_quality(quality: Quality) {
         let _ = storage.set_item(QUALITY_KEY, quality.as_str());
     }
 }
+
+const THEME_KEY: &str = "audiobook.theme";
+
+/// The colour theme chosen on this browser ("light" or "dark"), if any.
+pub fn load_theme() -> Option<String> {
+    local_storage()?.get_item(THEME_KEY).ok().flatten()
+}
+
+/// Remembers the theme on this browser; `None` follows the system again.
+/// A browser that refuses storage keeps the choice for this visit only.
+pub fn save_theme(theme: Option<&str>) {
+    if let Some(storage) = local_storage() {
+        let _ = match theme {
+            Some(t) => storage.set_item(THEME_KEY, t),
+            None => storage.remove_item(THEME_KEY),
+        };
+    }
+}

@@ -1,5 +1,6 @@
 //! Waveform peaks: collected while recording (one level reading every
-//! 100 ms, 0–255), sent with each chunk, and drawn as bars on `/records`.
+//! 100 ms, 0–255), sent with each chunk, drawn live while recording and as
+//! bars on `/records`.
 //!
 //! Pure Rust, so its tests run natively.
 
@@ -53,18 +54,60 @@ pub fn downsample(peaks: &[u8], max: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Where the bar of `peak` starts and how tall it is, in a box 100 high,
+/// centred on the middle line; silence still shows a thin bar. The one
+/// geometry of the playback waveform (SVG) and the live one (canvas).
+pub fn bar_span(peak: u8) -> (f64, f64) {
+    let height = (f64::from(peak) / 255.0 * 96.0).max(4.0);
+    (50.0 - height / 2.0, height)
+}
+
 /// An SVG path of one bar per peak, bar `i` at x = `first + i` in a box one
-/// unit wide per bar and 100 high, centred on the middle line; silence still
-/// shows a thin bar.
+/// unit wide per bar and 100 high (see [`bar_span`]).
 pub fn bars_path(bars: &[u8], first: usize) -> String {
     use std::fmt::Write;
     let mut d = String::with_capacity(bars.len() * 24);
     for (i, &peak) in bars.iter().enumerate() {
-        let height = (f64::from(peak) / 255.0 * 96.0).max(4.0);
-        let top = 50.0 - height / 2.0;
+        let (top, height) = bar_span(peak);
         let _ = write!(d, "M{:.2} {top:.1}h0.7v{height:.1}h-0.7z", (first + i) as f64 + 0.15);
     }
     d
+}
+
+/// The latest peaks of the take being recorded, for the live waveform (the
+/// same readings [`PeakCollector`] hands over with each chunk).
+#[derive(Debug, Default)]
+pub struct LivePeaks {
+    peaks: std::collections::VecDeque<u8>,
+    count: u64,
+}
+
+impl LivePeaks {
+    /// Peaks kept: a minute, more than the widest waveform shows.
+    pub const KEEP: usize = 600;
+
+    pub fn push_level(&mut self, level: f64) {
+        if self.peaks.len() == Self::KEEP {
+            self.peaks.pop_front();
+        }
+        self.peaks.push_back(level_to_peak(level));
+        self.count += 1;
+    }
+
+    pub fn clear(&mut self) {
+        self.peaks.clear();
+        self.count = 0;
+    }
+
+    /// Readings pushed since the last clear (changes with every push).
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The kept peaks, newest first.
+    pub fn newest_first(&self) -> impl Iterator<Item = u8> + '_ {
+        self.peaks.iter().rev().copied()
+    }
 }
 
 #[cfg(test)]
@@ -104,6 +147,25 @@ mod tests {
         assert_eq!(downsample(&[1, 9, 3, 4, 5, 2], 3), [9, 4, 5]);
         assert_eq!(downsample(&[5; 1001], 160).len(), 160);
         assert!(downsample(&[1, 2], 0).is_empty());
+    }
+
+    #[test]
+    fn live_peaks_keep_the_latest_minute_newest_first() {
+        let mut live = LivePeaks::default();
+        for i in 0..(LivePeaks::KEEP + 5) {
+            live.push_level(if i % 2 == 0 { 0.0 } else { 1.0 });
+        }
+        assert_eq!(live.count(), (LivePeaks::KEEP + 5) as u64);
+        assert_eq!(live.newest_first().count(), LivePeaks::KEEP);
+        assert_eq!(live.newest_first().take(2).collect::<Vec<_>>(), [0, 255]);
+        live.clear();
+        assert_eq!((live.count(), live.newest_first().count()), (0, 0));
+    }
+
+    #[test]
+    fn bars_are_centred_and_never_vanish() {
+        assert_eq!(bar_span(0), (48.0, 4.0));
+        assert_eq!(bar_span(255), (2.0, 96.0));
     }
 
     #[test]

@@ -298,13 +298,13 @@ const STYLE: &str = "\
 :root{color-scheme:light dark;font-family:system-ui,-apple-system,'Segoe UI',sans-serif}\
 body{margin:0;min-height:100vh;display:flex;flex-direction:column;align-items:center;justify-content:center;\
 background:Canvas;color:CanvasText}\
-main{width:min(32rem,calc(100vw - 2rem));padding:1.5rem;border:1px solid color-mix(in srgb,CanvasText 15%,transparent);\
+main{box-sizing:border-box;width:min(32rem,calc(100vw - 2rem));padding:1.5rem;border:1px solid color-mix(in srgb,CanvasText 15%,transparent);\
 border-radius:12px}\
 h1{font-size:1.4rem;margin:0 0 .25rem;overflow-wrap:anywhere}\
 .meta{margin:0 0 1rem;opacity:.7}\
 audio{width:100%}\
 .transcript{margin-top:1rem;line-height:1.5}.transcript h2{font-size:1rem;margin:0 0 .25rem}.transcript p{margin:.25rem 0}\
-a{color:LinkText}\
+a{color:LinkText}main a{display:inline-flex;align-items:center;min-height:2.75rem}\
 footer{margin-top:1rem;font-size:.8rem;opacity:.6}";
 
 /// `m:ss`, or `h:mm:ss` from an hour on.

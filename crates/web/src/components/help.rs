@@ -54,13 +54,14 @@ pub fn ShortcutHelp(open: RwSignal<bool>, shortcuts: Shortcuts) -> impl IntoView
     }
 }
 
-/// The button that opens the help, for people who do not know about `?`.
+/// The button that opens the help, for people who do not know about `?`
+/// (hidden on touch-only devices, which have no keyboard to use it with).
 #[component]
 pub fn ShortcutButton(open: RwSignal<bool>) -> impl IntoView {
     view! {
-        <button type="button" class="button button-small button-quiet" aria-haspopup="dialog"
+        <button type="button" class="button button-small button-quiet shortcut-button" aria-haspopup="dialog"
                 aria-keyshortcuts="?" on:click=move |_| open.set(true)>
-            <kbd aria-hidden="true">"?"</kbd>"Shortcuts"
+            <kbd aria-hidden="true">"?"</kbd><span class="label">"Shortcuts"</span>
         </button>
     }
 }

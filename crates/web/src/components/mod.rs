@@ -3,21 +3,23 @@
 mod clock;
 mod connection;
 mod help;
-mod level_meter;
+mod live_waveform;
 mod player;
 mod quality;
 mod record_item;
 mod status;
+mod theme_toggle;
 mod toast;
 mod waveform;
 
 pub use clock::Clock;
 pub use connection::ConnectionBadge;
 pub use help::{ShortcutButton, ShortcutHelp, Shortcuts};
-pub use level_meter::LevelMeter;
+pub use live_waveform::LiveWaveform;
 pub use player::{Player, seek_by, toggle_play};
 pub use quality::QualitySetting;
 pub use record_item::RecordItem;
 pub use status::{StatusBanner, Tone};
+pub use theme_toggle::ThemeToggle;
 pub use toast::{Toast, ToastRegion};
 pub use waveform::WaveformSeek;

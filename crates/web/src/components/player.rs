@@ -126,8 +126,31 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
     }
     };
 
+    // Docked players (phones and tablets) show a mini player until expanded.
+    let expanded = RwSignal::new(false);
+    let fraction = move || {
+        let t = total.get();
+        if t > 0.0 { (current.get() / t).clamp(0.0, 1.0) } else { 0.0 }
+    };
+    let on_key = move |ev: leptos::ev::KeyboardEvent| {
+        if ev.key() == "Escape" && expanded.get_untracked() {
+            ev.stop_propagation();
+            expanded.set(false);
+        }
+    };
+
+    // One set of controls for every layout: on phones and tablets the
+    // stylesheet docks the player at the bottom and, until it is expanded,
+    // shows only the play button, the name and the position (the mini
+    // player); on desktops the player is the full one beside the list.
     view! {
-        <section class="player" aria-labelledby="player-title">
+        <section class="player" aria-labelledby="player-title"
+                 class:player-empty=move || record.with(Option::is_none)
+                 class:player-open=move || expanded.get()
+                 on:keydown=on_key>
+            <div class="player-progress" aria-hidden="true">
+                <span style:width=move || format!("{:.2}%", fraction() * 100.0)></span>
+            </div>
             <h2 id="player-title" class="player-title">{move || name().unwrap_or_else(|| "Player".into())}</h2>
             <audio
                 id="player-audio"
@@ -143,13 +166,27 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
                 aria-label=move || name().map(|n| format!("Player: {n}")).unwrap_or_else(|| "Player".into())
             ></audio>
             <Show when=move || record.with(Option::is_some)>
-                {seeker}
-                <p class="player-time" aria-hidden="true">
+                <button type="button" class="player-expand" aria-controls="player-full"
+                        aria-expanded=move || expanded.get().to_string()
+                        aria-label=move || if expanded.get() { "Show the mini player" } else { "Show the full player" }
+                        on:click=move |_| expanded.update(|e| *e = !*e)>
+                    <svg viewBox="0 0 24 24" aria-hidden="true" focusable="false">
+                        <path d="M6 15l6-6 6 6" fill="none" stroke="currentColor" stroke-width="2.2"
+                              stroke-linecap="round" stroke-linejoin="round"></path>
+                    </svg>
+                </button>
+                <div id="player-full" class="player-seek">{seeker}</div>
+                <p class="player-time">
                     <span>{move || format::seconds(current.get())}</span>
+                    <small class="sr-only">" of "</small>
                     <span>{move || format::seconds(total.get())}</span>
                 </p>
+                // The transcript view (components/transcript.rs) goes here,
+                // under the waveform: `.player-extra` is shown in the full
+                // player only (hidden in the mini player).
+                <div class="player-extra"></div>
                 <div class="transport">
-                    <button type="button" class="button button-round" aria-label="Back 10 seconds"
+                    <button type="button" class="button button-round skip-back" aria-label="Back 10 seconds"
                             aria-keyshortcuts="J" on:click=move |_| skip(-10.0)>
                         <span aria-hidden="true">"↺ 10"</span>
                     </button>
@@ -159,7 +196,7 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
                             on:click=move |_| if let Some(el) = audio.get_untracked() { toggle_play(&el) }>
                         <span aria-hidden="true">{move || if playing.get() { "❚❚" } else { "▶" }}</span>
                     </button>
-                    <button type="button" class="button button-round" aria-label="Forward 10 seconds"
+                    <button type="button" class="button button-round skip-forward" aria-label="Forward 10 seconds"
                             aria-keyshortcuts="L" on:click=move |_| skip(10.0)>
                         <span aria-hidden="true">"10 ↻"</span>
                     </button>

@@ -67,6 +67,7 @@ pub fn OnboardPage() -> impl IntoView {
 
     let count = move || audiobook_wire::char_len(name.get().trim());
     view! {
+        <super::Header />
         <main id="main" class="page page-narrow onboard">
             <div class="hero">
                 <span class="hero-mark" aria-hidden="true"></span>

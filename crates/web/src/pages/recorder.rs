@@ -9,10 +9,10 @@ use leptos_router::NavigateOptions;
 use leptos_router::components::A;
 use leptos_router::hooks::use_navigate;
 
-use super::Header;
+use super::{Header, ICON_LIST, Icon};
 use crate::browser::{self, WakeLock};
 use crate::components::{
-    Clock, ConnectionBadge, LevelMeter, ShortcutButton, ShortcutHelp, Shortcuts, StatusBanner, Tone,
+    Clock, ConnectionBadge, LiveWaveform, ShortcutButton, ShortcutHelp, Shortcuts, StatusBanner, Tone,
 };
 use crate::format;
 use crate::recorder::studio::{Conn, NoticeKind, Phase, Studio};
@@ -71,7 +71,7 @@ pub fn RecorderPage() -> impl IntoView {
         _ => Tone::Info,
     });
     let status_text = move || match phase.get() {
-        Phase::Idle => "Ready. Press Record (or R) to start.".to_string(),
+        Phase::Idle => "Ready. Press Record to start.".to_string(),
         Phase::AskingMic => "Waiting for access to the microphone…".to_string(),
         Phase::MicError(e) => e,
         Phase::Recording => "Recording…".to_string(),
@@ -137,7 +137,9 @@ pub fn RecorderPage() -> impl IntoView {
 
     view! {
         <Header>
-            <A href="/records" on:click=guard_leave>"My recordings"</A>
+            <A href="/records" on:click=guard_leave attr:class="button button-small button-quiet icon-button">
+                <Icon d=ICON_LIST /><span class="label">"My recordings"</span>
+            </A>
             <ShortcutButton open=help_open />
         </Header>
         <ShortcutHelp open=help_open shortcuts=SHORTCUTS />
@@ -158,7 +160,8 @@ pub fn RecorderPage() -> impl IntoView {
             <section class="card studio" aria-label="Recording controls"
                      class:studio-live=recording class:studio-paused=paused>
                 <Clock elapsed_ms=ui.elapsed_ms />
-                <LevelMeter level=ui.level active=Signal::derive(recording) />
+                <LiveWaveform peaks=ui.peaks level=ui.level elapsed_ms=ui.elapsed_ms
+                              active=Signal::derive(recording) />
                 <div class="controls">
                     <Show when=can_start>
                         <button type="button" class="button button-record" aria-keyshortcuts="R" on:click=move |_| record()>
@@ -191,6 +194,10 @@ pub fn RecorderPage() -> impl IntoView {
                 // End of the lossless mode's insertion.
                 <StatusBanner tone=tone>
                     <span class="status-text">{status_text}</span>
+                    // Keyboard hints only where there is a keyboard to use them.
+                    <Show when=move || matches!(phase.get(), Phase::Idle)>
+                        <span class="key-hint">"(Or press R.)"</span>
+                    </Show>
                 </StatusBanner>
                 <Show when=move || offline_note().is_some()>
                     <p class="offline-note">{offline_note}</p>

@@ -13,7 +13,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_navigate;
 use uuid::Uuid;
 
-use super::Header;
+use super::{Header, ICON_LOG_OUT, Icon};
 use crate::components::{
     Player, RecordItem, ShortcutButton, ShortcutHelp, Shortcuts, StatusBanner, Toast, ToastRegion, Tone, seek_by,
     toggle_play,
@@ -408,11 +408,13 @@ pub fn RecordsPage() -> impl IntoView {
 
     view! {
         <Header>
-            <A href="/recorder" attr:class="button button-record button-small">
-                <span class="dot" aria-hidden="true"></span>"New recording"
+            <A href="/recorder" attr:class="button button-record button-small icon-button">
+                <span class="dot" aria-hidden="true"></span><span class="label">"New recording"</span>
             </A>
             <ShortcutButton open=help_open />
-            <button type="button" class="button button-small button-quiet" on:click=logout>"Log out"</button>
+            <button type="button" class="button button-small button-quiet icon-button" on:click=logout>
+                <Icon d=ICON_LOG_OUT /><span class="label">"Log out"</span>
+            </button>
         </Header>
         <main id="main" class="page records-page">
             <h1 class="greeting">{format!("Hi {}", current.name)}</h1>

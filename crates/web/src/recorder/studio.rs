@@ -18,6 +18,7 @@ use super::outbox::Outbox;
 pub use super::outbox::{Conn, Notice, NoticeKind};
 use super::take::{Progress, Stage, TakeTask};
 use crate::storage::Session;
+use crate::waveform::LivePeaks;
 
 /// Where the take stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +53,9 @@ pub struct Ui {
     pub elapsed_ms: RwSignal<u64>,
     /// Input level, 0..=1.
     pub level: RwSignal<f64>,
+    /// The take's latest level peaks, for the live waveform (not a signal:
+    /// the waveform reads it every frame).
+    pub peaks: StoredValue<LivePeaks, LocalStorage>,
     /// Recorded bytes the server does not have yet.
     pub unsent_bytes: RwSignal<u64>,
     /// Bytes the server has.
@@ -97,6 +101,7 @@ impl Studio {
             phase: RwSignal::new(Phase::Idle),
             elapsed_ms: RwSignal::new(0),
             level: RwSignal::new(0.0),
+            peaks: StoredValue::new_local(LivePeaks::default()),
             unsent_bytes: RwSignal::new(0),
             sent_bytes: RwSignal::new(0),
             unkept_bytes: RwSignal::new(0),
@@ -142,6 +147,7 @@ impl Studio {
             Err(e) => return ui.phase.set(Phase::MicError(e)),
         };
         ui.elapsed_ms.set(0);
+        ui.peaks.update_value(LivePeaks::clear);
         ui.stopped_early.set(None);
         ui.storage_warning.set(None);
         self.inner.paused.set(false);
@@ -231,6 +237,7 @@ impl Studio {
                 let (elapsed, level) = take.tick();
                 inner.ui.elapsed_ms.set(elapsed);
                 inner.ui.level.set(level);
+                inner.ui.peaks.try_update_value(|p| p.push_level(level));
             }
         });
         let window = web_sys::window().expect("a browser window");
