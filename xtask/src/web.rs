@@ -213,6 +213,8 @@ pub fn run_e2e(server_bin: &Path, web_dist: &Path) -> Result {
         .env("AUDIOBOOK_E2E_ARTIFACTS", &artifacts)
         .env("CHROMIUM", CHROMIUM)
         .env("FIREFOX", FIREFOX);
+    // e2e/transcript.test.mjs runs the real transcription worker (issue 16).
+    node.env("AUDIOBOOK_TRANSCRIBER_COMMAND", crate::transcriber::ensure()?);
     if let Some(minibrowser) = minibrowser() {
         node.env("MINIBROWSER", minibrowser);
     }

@@ -2,7 +2,7 @@
 //! it sent one, otherwise what went wrong and what to do.
 
 use audiobook_wire::{
-    ErrorBody, NEXT_CURSOR_HEADER, OnboardRequest, Onboarded, Record, RenameRecording, ShareLink, Waveform,
+    ErrorBody, NEXT_CURSOR_HEADER, OnboardRequest, Onboarded, Record, RenameRecording, ShareLink, Transcript, Waveform,
 };
 use gloo_net::http::{Request, Response};
 use serde::de::DeserializeOwned;
@@ -151,4 +151,29 @@ pub async fn waveform(session: &Session, id: Uuid) -> Result<Waveform, ApiError>
         .await
         .map_err(|_| unreachable())?;
     read(response).await
+}
+
+/// `GET /recordings/:id/transcript` → what was said, with word times. A 404
+/// carries the server's words for why there is none yet.
+pub async fn transcript(session: &Session, id: Uuid) -> Result<Transcript, ApiError> {
+    let response = Request::get(&api_url(&format!("/recordings/{id}/transcript")))
+        .header("Authorization", &bearer(session))
+        .send()
+        .await
+        .map_err(|_| unreachable())?;
+    read(response).await
+}
+
+/// `GET /recordings/:id/transcript?format=vtt` → the WebVTT text (for a
+/// captions track: the browser cannot send the token itself).
+pub async fn transcript_vtt(session: &Session, id: Uuid) -> Result<String, ApiError> {
+    let response = Request::get(&api_url(&format!("/recordings/{id}/transcript?format=vtt")))
+        .header("Authorization", &bearer(session))
+        .send()
+        .await
+        .map_err(|_| unreachable())?;
+    if !response.ok() {
+        return read::<serde_json::Value>(response).await.map(|_| String::new());
+    }
+    response.text().await.map_err(|_| unreachable())
 }

@@ -15,6 +15,7 @@ const SHELL = [
   "/web.js",
   "/web_bg.wasm",
   "/style.css",
+  "/transcript.css",
   "/config.js",
   "/favicon.svg",
   "/vendor/socket.io.min.js",

@@ -5,7 +5,7 @@ use leptos::task::spawn_local;
 use uuid::Uuid;
 use web_sys::HtmlAudioElement;
 
-use super::WaveformSeek;
+use super::{TranscriptView, WaveformSeek};
 use crate::playback::{skip_target, take_length};
 use crate::session::use_session;
 use crate::{api, format};
@@ -41,6 +41,8 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
     // None while loading; Some(empty) for a take without peaks.
     let peaks = RwSignal::new(None::<Vec<u8>>);
     let waveform_of = StoredValue::new(None::<Uuid>);
+    // Transcript (issue 16): the captions track's blob URL, set by TranscriptView.
+    let captions = RwSignal::new(None::<String>);
 
     // A new choice starts playing at once (the click that chose it allows it).
     Effect::new(move |_| {
@@ -164,7 +166,12 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
                 on:pause=move |_| sync()
                 on:ended=on_ended
                 aria-label=move || name().map(|n| format!("Player: {n}")).unwrap_or_else(|| "Player".into())
-            ></audio>
+            >
+                // Transcript (issue 16): the browser's own captions, from the VTT.
+                {move || captions.get().map(|src| view! {
+                    <track kind="captions" srclang="en" label="English" default=true src=src />
+                })}
+            </audio>
             <Show when=move || record.with(Option::is_some)>
                 <button type="button" class="player-expand" aria-controls="player-full"
                         aria-expanded=move || expanded.get().to_string()
@@ -209,6 +216,8 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
                         </select>
                     </label>
                 </div>
+                // Transcript (issue 16): read along, choose a word to seek there.
+                <TranscriptView record=record current=current on_seek=seek_to captions=captions />
             </Show>
             <p class="player-duration">
                 {move || match (record.with(|r| r.is_some()), total.get(), duration.get()) {

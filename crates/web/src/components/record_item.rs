@@ -17,6 +17,9 @@ pub fn RecordItem(
     /// Asked after the confirmation; the page hides the item and offers Undo.
     on_delete: Callback<()>,
     notify: Callback<Toast>,
+    /// Transcript search (issue 16): plays this recording from a time.
+    #[prop(optional)]
+    on_play_at: Option<Callback<f64>>,
 ) -> impl IntoView {
     let session = use_session();
     let r = record.get_untracked();
@@ -267,6 +270,9 @@ pub fn RecordItem(
                     </div>
                 </div>
             </Show>
+            // Transcript search (issue 16): where the query was said.
+            {move || record.with(|r| r.transcript_match.clone().map(|m| (m, r.name.clone()))).zip(on_play_at)
+                .map(|((hit, name), on_play_at)| view! { <super::SearchHit hit=hit name=name on_play_at=on_play_at /> })}
         </li>
     }
 }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{Header, ICON_LOG_OUT, Icon};
 use crate::components::{
-    Player, RecordItem, ShortcutButton, ShortcutHelp, Shortcuts, StatusBanner, Toast, ToastRegion, Tone, seek_by,
+    Player, RecordItem, ShortcutButton, ShortcutHelp, Shortcuts, StatusBanner, play_from, Toast, ToastRegion, Tone, seek_by,
     toggle_play,
 };
 use crate::session::{log_out, use_session};
@@ -381,6 +381,8 @@ pub fn RecordsPage() -> impl IntoView {
                         record=item.record
                         selected=Signal::derive(move || selected.with(|s| s.map(|s| s.id) == Some(item.id)))
                         on_play=Callback::new(move |()| selected.set(Some(item)))
+                        // Transcript search (issue 16): play from where it was said.
+                        on_play_at=Callback::new(move |at: f64| { selected.set(Some(item)); play_from(audio, at) })
                         on_delete=Callback::new(move |()| delete_item.with_value(|d| d(item)))
                         notify=notify
                     />
@@ -425,8 +427,8 @@ pub fn RecordsPage() -> impl IntoView {
                         <p class="list-count" role="status">{summary}</p>
                     </div>
                     <div class="search" role="search">
-                        <label for="search" class="sr-only">"Search recordings by name"</label>
-                        <input id="search" type="search" placeholder="Search by name" autocomplete="off"
+                        <label for="search" class="sr-only">"Search recordings by name or by what was said"</label>
+                        <input id="search" type="search" placeholder="Search by name or words" autocomplete="off"
                                node_ref=search_input aria-keyshortcuts="/"
                                prop:value=move || query.get() on:input=on_search />
                     </div>
