@@ -36,11 +36,13 @@ const FIRST_LOAD: &[&str] =
     &["index.html", "config.js", "web.js", "web_bg.wasm", "style.css", "vendor/socket.io.min.js", "favicon.svg"];
 
 /// The most `web_bg.wasm` of the release build may weigh gzipped (gzip -9):
-/// the figure reached when this check was added (339 874 bytes, Leptos with
-/// erased views and wasm-opt -Oz) plus 10 %, so that growth is a decision,
-/// not an accident. Lower it when the wasm shrinks; raise it only on
-/// purpose, with the reason in the commit.
-pub const MAX_WASM_GZIP_BYTES: u64 = 374_000;
+/// the figure reached plus 10 %, so that growth is a decision, not an
+/// accident. 339 874 bytes when this check was added (Leptos with erased
+/// views and wasm-opt -Oz); raised on purpose to 387 900 + 10 % when the
+/// phone layout, the live waveform, lossless capture and the transcript view
+/// landed together. Issue 14's target (200 KB) is not reached. Lower it when
+/// the wasm shrinks.
+pub const MAX_WASM_GZIP_BYTES: u64 = 427_000;
 
 /// Builds the web app into `target/web-dist/` and returns that folder.
 pub fn build_web(release: bool) -> Result<PathBuf> {
