@@ -704,17 +704,7 @@ async fn a_take_lost_while_being_saved_is_sent_again(backend: Backend) {
     socket.cut();
     // Another instance claimed it for saving, then died with its disk.
     app.state.recordings.forget_for_tests(id).await;
-    let dead = Uuid::new_v4();
-    let long_ago = chrono::Utc::now() - chrono::Duration::seconds(60);
-    let sql = "UPDATE records SET status = 'finalizing', outcome = 'ready', owner_instance = $2, last_seen_at = $3 WHERE id = $1";
-    match &app.state.db {
-        audiobook_server::db::Db::Sqlite(p) => {
-            sqlx::query(sql).bind(id).bind(dead).bind(long_ago).execute(&p.write).await.unwrap();
-        }
-        audiobook_server::db::Db::Postgres(p) => {
-            sqlx::query(sql).bind(id).bind(dead).bind(long_ago).execute(p).await.unwrap();
-        }
-    }
+    saving_elsewhere(&app.state.db, id, Uuid::new_v4(), 60).await;
     for ext in ["data", "idx", "peaks"] {
         let _ = std::fs::remove_file(app.spool_dir().join(format!("{id}.{ext}")));
     }
@@ -736,6 +726,21 @@ async fn a_take_lost_while_being_saved_is_sent_again(backend: Backend) {
     app.stop().await;
 }
 both_backends!(lost_while_saving, a_take_lost_while_being_saved_is_sent_again);
+
+/// Makes take `id` look claimed for saving by instance `holder`, whose last
+/// heartbeat was `silent_secs` ago.
+async fn saving_elsewhere(db: &audiobook_server::db::Db, id: Uuid, holder: Uuid, silent_secs: i64) {
+    let since = chrono::Utc::now() - chrono::Duration::seconds(silent_secs);
+    let sql = "UPDATE records SET status = 'finalizing', outcome = 'ready', owner_instance = $2, last_seen_at = $3 WHERE id = $1";
+    match db {
+        audiobook_server::db::Db::Sqlite(p) => {
+            sqlx::query(sql).bind(id).bind(holder).bind(since).execute(&p.write).await.unwrap();
+        }
+        audiobook_server::db::Db::Postgres(p) => {
+            sqlx::query(sql).bind(id).bind(holder).bind(since).execute(p).await.unwrap();
+        }
+    }
+}
 
 /// A take whose holder died while saving it, spool intact (a shared spool
 /// folder): another instance's reaper saves it once the holder's lease has
@@ -764,16 +769,7 @@ async fn a_take_whose_saver_died_is_saved_after_its_lease(backend: Backend) {
     // lease, well within the grace period) and still holds the spool's lock.
     let holder_lock = audiobook_server::recording::spool::Spool::recover(&app.spool_dir(), id).expect("spool");
     let dead = Uuid::new_v4();
-    let silent_since = chrono::Utc::now() - chrono::Duration::seconds(20);
-    let sql = "UPDATE records SET status = 'finalizing', outcome = 'ready', owner_instance = $2, last_seen_at = $3 WHERE id = $1";
-    match &app.state.db {
-        audiobook_server::db::Db::Sqlite(p) => {
-            sqlx::query(sql).bind(id).bind(dead).bind(silent_since).execute(&p.write).await.unwrap();
-        }
-        audiobook_server::db::Db::Postgres(p) => {
-            sqlx::query(sql).bind(id).bind(dead).bind(silent_since).execute(p).await.unwrap();
-        }
-    }
+    saving_elsewhere(&app.state.db, id, dead, 20).await;
     // Two reaper ticks with the lock held: not touched.
     tokio::time::sleep(Duration::from_secs(11)).await;
     let row = app.state.db.record(id).await.unwrap().unwrap();

@@ -213,4 +213,3 @@ fn draw(frames: &Frames, el: &HtmlCanvasElement, peaks: StoredValue<LivePeaks, L
         }
     });
 }
-

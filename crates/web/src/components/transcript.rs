@@ -144,10 +144,7 @@ pub fn TranscriptView(
                             .segments
                             .iter()
                             .flat_map(|seg| seg.words.iter())
-                            .map(|w| Word {
-                                start: w.start_ms as f64 / 1000.0,
-                                text: w.text.trim().to_string(),
-                            })
+                            .map(|w| Word { start: w.start_ms as f64 / 1000.0, text: w.text.trim().to_string() })
                             .filter(|w| !w.text.is_empty())
                             .collect::<Vec<_>>();
                         state.set(State::Ready(words));

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::{Header, ICON_LOG_OUT, Icon};
 use crate::components::{
-    Player, RecordItem, ShortcutButton, ShortcutHelp, Shortcuts, StatusBanner, play_from, Toast, ToastRegion, Tone, seek_by,
-    toggle_play,
+    Player, RecordItem, ShortcutButton, ShortcutHelp, Shortcuts, StatusBanner, Toast, ToastRegion, Tone, play_from,
+    seek_by, toggle_play,
 };
 use crate::session::{log_out, use_session};
 use crate::{api, browser};
