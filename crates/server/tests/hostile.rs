@@ -634,6 +634,16 @@ async fn a_storage_failure_at_stop_is_retried_until_ready() {
 }
 
 async fn wait_for_status(api: &Api, me: &audiobook_client::wire::Onboarded, id: Uuid, status: RecordStatus) -> Record {
+    wait_for_status_within(api, me, id, status, Duration::from_secs(60)).await
+}
+
+async fn wait_for_status_within(
+    api: &Api,
+    me: &audiobook_client::wire::Onboarded,
+    id: Uuid,
+    status: RecordStatus,
+    within: Duration,
+) -> Record {
     let started = Instant::now();
     loop {
         let records = api.records(me.user.id, &me.token).await.unwrap();
@@ -641,7 +651,7 @@ async fn wait_for_status(api: &Api, me: &audiobook_client::wire::Onboarded, id: 
             println!("{id} became {status:?} after {:.1} s", started.elapsed().as_secs_f64());
             return r.clone();
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "{id} did not become {status:?}: {records:?}");
+        assert!(started.elapsed() < within, "{id} did not become {status:?}: {records:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -716,16 +726,9 @@ async fn a_save_failing_with_its_retry_unscheduled_is_retried_all_the_same(backe
     }
     let row = app.state.db.record(id).await.unwrap().unwrap();
     assert_eq!((row.status.as_str(), row.attempts), ("finalizing", 0), "the retry was not scheduled by the failure");
-    let deadline = stopped + audiobook_server::db::takes::UNLESS_SAVED_RETRY_AFTER + Duration::from_secs(60);
-    let ready = loop {
-        let records = api.records(me.user.id, &me.token).await.unwrap();
-        if let Some(r) = records.into_iter().find(|r| r.id == id && r.status == RecordStatus::Ready) {
-            break r;
-        }
-        assert!(std::time::Instant::now() < deadline, "never retried");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    eprintln!("saved {:.1} s after the failed stop", stopped.elapsed().as_secs_f64());
+    let within = audiobook_server::db::takes::UNLESS_SAVED_RETRY_AFTER + Duration::from_secs(60);
+    let ready = wait_for_status_within(&api, &me, id, RecordStatus::Ready, within).await;
+    println!("saved {:.1} s after the failed stop", stopped.elapsed().as_secs_f64());
     assert_eq!(ready.duration_ms, 3000);
     socket.cut();
     app.stop().await;
