@@ -1,5 +1,5 @@
-//! Small typed wrappers over browser APIs the pages use: keyboard shortcut
-//! targets, the clipboard, and the screen wake lock (the last two are read
+//! Small typed wrappers over browser APIs the pages use: page keyboard
+//! shortcuts and their targets, the clipboard, and the screen wake lock (the last two are read
 //! through `Reflect`, so browsers without them are simply skipped).
 
 use std::cell::{Cell, RefCell};
@@ -41,6 +41,23 @@ pub fn key_is_for_control(ev: &KeyboardEvent) -> bool {
     pressing
         && (matches!(tag.as_str(), "BUTTON" | "A" | "SUMMARY" | "AUDIO")
             || el.closest("dialog").ok().flatten().is_some())
+}
+
+/// A page's keyboard shortcuts: `on_key` gets the keys pressed while `page`
+/// (the page's `<main>`) is in the document, other than those meant for the
+/// focused control. The connection check matters: Leptos' router can leave a
+/// page it navigated away from alive, listener and all (the recorder's still
+/// took `?` on the records page after the first navigation), and it runs
+/// the old page's cleanups only after the new page is shown.
+pub fn page_shortcuts(page: leptos::prelude::NodeRef<leptos::html::Main>, on_key: impl Fn(KeyboardEvent) + 'static) {
+    use leptos::prelude::{GetUntracked, on_cleanup, window_event_listener};
+    let keys = window_event_listener(leptos::ev::keydown, move |ev| {
+        let shown = page.try_get_untracked().flatten().is_some_and(|main| main.is_connected());
+        if shown && !key_is_for_control(&ev) {
+            on_key(ev);
+        }
+    });
+    on_cleanup(move || keys.remove());
 }
 
 /// Copies `text` to the clipboard; false where the browser refuses.

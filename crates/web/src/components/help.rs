@@ -24,6 +24,9 @@ pub fn ShortcutHelp(open: RwSignal<bool>, shortcuts: Shortcuts) -> impl IntoView
             el.close();
         }
     });
+    // Escape closes the dialog at once, but its `close` event comes a task
+    // later: `cancel` (fired with the key) clears `open`, so the page's keys
+    // work again the moment the dialog is gone.
     // The Close button is the only control: Tab keeps focus on it.
     let trap = move |ev: leptos::ev::KeyboardEvent| {
         if ev.key() == "Tab" {
@@ -35,7 +38,7 @@ pub fn ShortcutHelp(open: RwSignal<bool>, shortcuts: Shortcuts) -> impl IntoView
     };
     view! {
         <dialog node_ref=dialog class="help" aria-labelledby="help-title"
-                on:close=move |_| open.set(false) on:keydown=trap>
+                on:cancel=move |_: leptos::ev::Event| open.set(false) on:close=move |_| open.set(false) on:keydown=trap>
             <h2 id="help-title">"Keyboard shortcuts"</h2>
             <dl class="shortcuts">
                 {shortcuts.iter().map(|(keys, what)| view! {

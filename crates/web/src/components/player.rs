@@ -188,10 +188,6 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
                     <small class="sr-only">" of "</small>
                     <span>{move || format::seconds(total.get())}</span>
                 </p>
-                // The transcript view (components/transcript.rs) goes here,
-                // under the waveform: `.player-extra` is shown in the full
-                // player only (hidden in the mini player).
-                <div class="player-extra"></div>
                 <div class="transport">
                     <button type="button" class="button button-round skip-back" aria-label="Back 10 seconds"
                             aria-keyshortcuts="J" on:click=move |_| skip(-10.0)>
@@ -216,7 +212,8 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
                         </select>
                     </label>
                 </div>
-                // Transcript (issue 16): read along, choose a word to seek there.
+                // Transcript (issue 16): read along, choose a word to seek there;
+                // in the full player only (the mini player hides it).
                 <TranscriptView record=record current=current on_seek=seek_to captions=captions />
             </Show>
             <p class="player-duration">

@@ -109,8 +109,9 @@ pub fn RecorderPage() -> impl IntoView {
 
     // Shortcuts: R or Space record/pause/resume, S or Escape stop, ? help.
     let help_open = RwSignal::new(false);
-    let keys = window_event_listener(leptos::ev::keydown, move |ev| {
-        if help_open.get_untracked() || browser::key_is_for_control(&ev) {
+    let page = NodeRef::<leptos::html::Main>::new();
+    browser::page_shortcuts(page, move |ev| {
+        if help_open.get_untracked() {
             return;
         }
         match ev.key().as_str() {
@@ -133,7 +134,6 @@ pub fn RecorderPage() -> impl IntoView {
         }
         ev.prevent_default();
     });
-    on_cleanup(move || keys.remove());
 
     view! {
         <Header>
@@ -143,7 +143,7 @@ pub fn RecorderPage() -> impl IntoView {
             <ShortcutButton open=help_open />
         </Header>
         <ShortcutHelp open=help_open shortcuts=SHORTCUTS />
-        <main id="main" class="page recorder">
+        <main id="main" class="page recorder" node_ref=page>
             <div class="recorder-head">
                 <h1>"Recorder"</h1>
                 <ConnectionBadge conn=ui.conn />

@@ -291,8 +291,9 @@ pub fn RecordsPage() -> impl IntoView {
     });
 
     // Page shortcuts.
-    let keys = window_event_listener(leptos::ev::keydown, move |ev| {
-        if help_open.get_untracked() || browser::key_is_for_control(&ev) {
+    let page = NodeRef::<leptos::html::Main>::new();
+    browser::page_shortcuts(page, move |ev| {
+        if help_open.get_untracked() {
             return;
         }
         let key = ev.key();
@@ -323,7 +324,6 @@ pub fn RecordsPage() -> impl IntoView {
         }
         ev.prevent_default();
     });
-    on_cleanup(move || keys.remove());
 
     let logout = {
         let navigate = navigate.clone();
@@ -418,7 +418,7 @@ pub fn RecordsPage() -> impl IntoView {
                 <Icon d=ICON_LOG_OUT /><span class="label">"Log out"</span>
             </button>
         </Header>
-        <main id="main" class="page records-page">
+        <main id="main" class="page records-page" node_ref=page>
             <h1 class="greeting">{format!("Hi {}", current.name)}</h1>
             <div class="records-layout">
                 <section class="records-list" aria-labelledby="records-title">
