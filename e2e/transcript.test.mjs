@@ -20,10 +20,14 @@ import { after, before, describe, test } from "node:test";
 import { Server, fetchRecords, launchBrowser, onboard, screenshot, sleep, waitConnected, waitSaved, workspace } from "./harness.mjs";
 
 const COMMAND = process.env.AUDIOBOOK_TRANSCRIBER_COMMAND || process.env.TEST_TRANSCRIBER_COMMAND || "";
+// Sentences tiny.en hears steadily in espeak-ng's voice after Opus: 0 % WER in
+// 8 of 8 takes at random loop offsets here. Earlier ones ("The quick brown fox
+// jumps over the lazy dog", "Mountain rivers run fast ...") came out at 4-27 %
+// from one take to the next, which measured espeak-ng more than AudioBook.
 const SENTENCES = [
-  "The quick brown fox jumps over the lazy dog.",
-  "Mountain rivers run fast through the quiet green valley.",
-  "Please remember to water the garden every morning.",
+  "My brother bought a new car last summer.",
+  "Mountain climbing is a dangerous but exciting sport.",
+  "Open the window and let the fresh air in.",
 ];
 const WORD = "mountain"; // the first word of the middle sentence
 const RATE = 48_000;
@@ -143,11 +147,17 @@ describe("transcripts", { timeout: 600_000, skip: COMMAND ? false : "no transcri
       const hit = JSON.parse(found.body).find((r) => r.id === record.id);
       assert.ok(hit?.transcript_match, `searching “${WORD}” finds the take with a transcript match: ${found.body}`);
       const atS = hit.transcript_match.at_ms / 1000;
-      // Where the pass of the first sentence before the match starts in the take.
+      // Where the first sentence starts in the take: the searched word is said
+      // a known time after it in the same pass of the clip or, when the take
+      // began between the two, one clip's length before the next pass's.
       const all = transcript.segments.flatMap((s) => s.words).map((w) => ({ ...w, w: words(w.text)[0] }));
-      const anchor = all.filter((w) => w.w === "the" && w.start_ms / 1000 < atS && all[all.indexOf(w) + 1]?.w === "quick").pop();
-      assert.ok(anchor, "the first sentence is heard before the searched word");
-      const expected = anchor.start_ms / 1000 + (clip.starts[1] - clip.starts[0]);
+      const [w0, w1] = words(SENTENCES[0]);
+      const anchors = all.filter((w, i) => w.w === w0 && all[i + 1]?.w === w1).map((w) => w.start_ms / 1000);
+      const offset = clip.starts[1] - clip.starts[0];
+      const before = anchors.filter((a) => a < atS).pop();
+      const next = anchors.find((a) => a > atS);
+      assert.ok(before !== undefined || next !== undefined, `the first sentence (“${w0} ${w1} …”) is heard in the take`);
+      const expected = before !== undefined ? before + offset : next + offset - clip.length;
       const err = Math.abs(atS - expected);
       console.log(`search “${WORD}”: at ${atS.toFixed(2)} s, spoken at ${expected.toFixed(2)} s: error ${err.toFixed(2)} s`);
       assert.ok(err <= 1.0, `the search's time is ${err.toFixed(2)} s from where the word is spoken`);

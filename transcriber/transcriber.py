@@ -182,6 +182,11 @@ def transcribe(model, protocol, job, english_only):
             language=language,
             beam_size=beam_size,
             vad_filter=True,
+            # The VAD above is what decides there is speech. Whisper's own
+            # no-speech check, run on the VAD's speech packed end to end,
+            # dropped whole 30 s windows of clear (synthetic) speech here, so
+            # a take could come out with no transcript at all.
+            no_speech_threshold=None,
             condition_on_previous_text=False,
             word_timestamps=True,
         )
