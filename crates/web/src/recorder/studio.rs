@@ -166,6 +166,9 @@ impl Studio {
         if let Some(take) = self.recording_take() {
             take.pause();
             self.inner.paused.set(true);
+            // The clock shows where it stopped as "Paused" appears, not up
+            // to a tick (100 ms) later.
+            self.inner.ui.elapsed_ms.set(take.elapsed_ms());
             self.inner.ui.phase.set(Phase::Paused);
         }
     }

@@ -300,6 +300,14 @@ impl TakeTask {
         }
     }
 
+    /// The media time recorded so far (it stands still while paused).
+    pub fn elapsed_ms(&self) -> u64 {
+        match self.live.borrow().as_ref() {
+            Some(live) => live.clock.elapsed_ms(now()),
+            None => self.progress.borrow().duration_ms,
+        }
+    }
+
     /// The media time recorded and the input level now (0..=1), read ten
     /// times a second by the page; each reading is a waveform peak.
     pub fn tick(&self) -> (u64, f64) {
