@@ -213,4 +213,46 @@ describe("web app", { timeout: 180_000 }, () => {
       { micAllowed: false },
     ),
   );
+
+  test(
+    "leaving mid-take asks first; leaving stops the take and saves it",
+    withSetup("leave", async ({ page, server }) => {
+      // Straight from onboarding, as most people arrive at the recorder.
+      await onboard(page, server.url, "Grace Hopper");
+      await waitConnected(page);
+      await page.getByRole("button", { name: "Record" }).click();
+      await page.getByText("Recording…").waitFor();
+      await sleep(2_000);
+      const asked = [];
+      const answer = (accept) => page.once("dialog", (d) => { asked.push(d.message()); accept ? d.accept() : d.dismiss(); });
+      answer(false);
+      await page.getByRole("link", { name: "My recordings", exact: true }).click();
+      await sleep(500);
+      assert.match(asked[0] ?? "", /Leaving stops the recording/, "leaving asks first");
+      assert.match(page.url(), /\/recorder$/, "and staying stays");
+      await page.getByText("Recording…").waitFor();
+
+      answer(true);
+      await page.getByRole("link", { name: "My recordings", exact: true }).click();
+      await page.waitForURL(/\/records$/);
+      const left = Date.now();
+      let records = await fetchRecords(page);
+      while (!(records.length === 1 && records[0].status === "ready")) {
+        assert.ok(Date.now() - left < 30_000, `the take left behind is saved: ${JSON.stringify(records)}`);
+        await sleep(250);
+        records = await fetchRecords(page);
+      }
+      console.log(`left mid-take: saved ${records[0].duration_ms} ms of audio ${Date.now() - left} ms after leaving`);
+      assert.ok(records[0].duration_ms >= 2_000, `what was recorded is kept: ${records[0].duration_ms} ms`);
+      // It stopped when the person left: it does not grow afterwards.
+      await sleep(2_000);
+      const [later] = await fetchRecords(page);
+      assert.equal(later.duration_ms, records[0].duration_ms, "the take stopped when the person left");
+      // The recorder's keys are gone with it: R on the list starts nothing.
+      await page.locator("h1").click();
+      await page.keyboard.press("r");
+      await sleep(1_000);
+      assert.equal((await fetchRecords(page)).length, 1, "R on the records page starts no hidden take");
+    }),
+  );
 });

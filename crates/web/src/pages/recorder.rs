@@ -7,7 +7,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::NavigateOptions;
 use leptos_router::components::A;
-use leptos_router::hooks::use_navigate;
+use leptos_router::hooks::{use_location, use_navigate};
 
 use super::{Header, ICON_LIST, Icon};
 use crate::browser::{self, WakeLock};
@@ -17,6 +17,8 @@ use crate::components::{
 use crate::format;
 use crate::recorder::studio::{Conn, NoticeKind, Phase, Studio};
 use crate::session::{log_out, use_session};
+
+const PATH: &str = "/recorder";
 
 const SHORTCUTS: Shortcuts =
     &[(&["R", "Space"], "Record, pause or resume"), (&["S", "Esc"], "Stop and save"), (&["?"], "Show this help")];
@@ -105,6 +107,19 @@ pub fn RecorderPage() -> impl IntoView {
     });
     on_cleanup(move || {
         let _ = wake_lock.try_with_value(WakeLock::close);
+    });
+    // Leaving the page stops the take (it goes on uploading) and frees the
+    // screen, on cleanup and also when the location leaves /recorder:
+    // leptos_router 0.8.17 did not dispose this page when onboarding had led
+    // here, and the take went on recording unseen after "My recordings".
+    let location = use_location();
+    Effect::new(move |was: Option<String>| {
+        let path = location.pathname.get();
+        if was.as_deref() == Some(PATH) && path != PATH {
+            let _ = studio.try_with_value(|s| s.close());
+            let _ = wake_lock.try_with_value(WakeLock::close);
+        }
+        path
     });
 
     // Shortcuts: R or Space record/pause/resume, S or Escape stop, ? help.
