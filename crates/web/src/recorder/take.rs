@@ -329,7 +329,7 @@ impl TakeTask {
         if self.vault_closed.replace(true) {
             return;
         }
-        web_sys::console::warn_1(&format!("AudioBook: the vault refused the take: {e:?}").into());
+        web_sys::console::warn_1(&format!("AudioBook: the vault refused the take: {e}").into());
         let why = match e {
             VaultError::Full => "This device's storage for AudioBook is full, so the recording stopped here. \
                                  Everything up to this point is kept and being saved; keep this page open until \
