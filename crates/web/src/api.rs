@@ -2,7 +2,8 @@
 //! it sent one, otherwise what went wrong and what to do.
 
 use audiobook_wire::{
-    ErrorBody, NEXT_CURSOR_HEADER, OnboardRequest, Onboarded, Record, RenameRecording, ShareLink, Transcript, Waveform,
+    ErrorBody, NEXT_CURSOR_HEADER, OnboardRequest, Onboarded, Record, RenameRecording, ShareLink, Transcript,
+    TranscriptPending, Waveform,
 };
 use gloo_net::http::{Request, Response};
 use serde::de::DeserializeOwned;
@@ -153,15 +154,33 @@ pub async fn waveform(session: &Session, id: Uuid) -> Result<Waveform, ApiError>
     read(response).await
 }
 
-/// `GET /recordings/:id/transcript` → what was said, with word times. A 404
-/// carries the server's words for why there is none yet.
-pub async fn transcript(session: &Session, id: Uuid) -> Result<Transcript, ApiError> {
+/// What `GET /recordings/:id/transcript` answered.
+pub enum TranscriptAnswer {
+    Ready(Transcript),
+    /// None (yet): where it stands, and why in words.
+    Pending(TranscriptPending),
+}
+
+/// `GET /recordings/:id/transcript` → what was said, with word times, or
+/// (a 404) where the transcript stands while there is none.
+pub async fn transcript(session: &Session, id: Uuid) -> Result<TranscriptAnswer, ApiError> {
     let response = Request::get(&api_url(&format!("/recordings/{id}/transcript")))
         .header("Authorization", &bearer(session))
         .send()
         .await
         .map_err(|_| unreachable())?;
-    read(response).await
+    if response.status() == 404 {
+        // Also the 404 of a recording that is gone: its `error` alone, and
+        // `transcript` none.
+        return match response.json::<TranscriptPending>().await {
+            Ok(pending) if !pending.error.trim().is_empty() => Ok(TranscriptAnswer::Pending(pending)),
+            _ => Err(ApiError {
+                status: Some(404),
+                message: "The server answered with an error (HTTP 404). Please try again.".into(),
+            }),
+        };
+    }
+    read(response).await.map(TranscriptAnswer::Ready)
 }
 
 /// `GET /recordings/:id/transcript?format=vtt` → the WebVTT text (for a

@@ -180,6 +180,22 @@ pub struct ErrorBody {
     pub error: String,
 }
 
+/// The `404` of `GET /recordings/:id/transcript` while there is no
+/// transcript: `error` in words, as in every error body, and where the
+/// transcript stands, so that a client needs no wording to tell.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TranscriptPending {
+    pub error: String,
+    #[serde(default)]
+    pub transcript: TranscriptStatus,
+    /// While `running`: how far it got, 0–100, when the worker said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript_progress: Option<u8>,
+    /// When `failed`: why, in the worker's or the server's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript_error: Option<String>,
+}
+
 /// `GET /health` answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Health {
@@ -456,6 +472,31 @@ pub fn clean_name(raw: &str, max: usize) -> Result<String, NameError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_plain_error_body_reads_as_a_pending_transcript_of_none() {
+        // The 404 of a recording that is gone has `error` only.
+        let gone: TranscriptPending = serde_json::from_value(json!({"error": "Not found."})).unwrap();
+        assert_eq!(
+            (gone.transcript, gone.transcript_progress, gone.transcript_error),
+            (TranscriptStatus::None, None, None)
+        );
+        let failed: TranscriptPending = serde_json::from_value(
+            json!({"error": "Transcribing this recording failed: boom.", "transcript": "failed", "transcript_error": "boom"}),
+        )
+        .unwrap();
+        assert_eq!((failed.transcript, failed.transcript_error.as_deref()), (TranscriptStatus::Failed, Some("boom")));
+        let running = serde_json::to_value(TranscriptPending {
+            error: "The transcript is being made (42 % done).".into(),
+            transcript: TranscriptStatus::Running,
+            transcript_progress: Some(42),
+            transcript_error: None,
+        })
+        .unwrap();
+        assert_eq!(running["transcript"], "running");
+        assert_eq!(running["transcript_progress"], 42);
+        assert!(running.get("transcript_error").is_none());
+    }
 
     #[test]
     fn append_ack_variants_follow_ok() {

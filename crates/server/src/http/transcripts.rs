@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use audiobook_wire::Transcript;
+use audiobook_wire::{Transcript, TranscriptPending, TranscriptStatus};
 
 use super::IdPath;
 use super::recordings::{escape_html, owned, private, shared};
@@ -58,25 +58,52 @@ async fn transcript(
     let format = format(&q)?;
     let row = owned(&state, id, me.id).await?;
     let Some(json) = state.db.transcript_json(row.id).await? else {
-        return Err(AppError::NotFound(not_ready_message(&state, &row).await?));
+        return Ok((StatusCode::NOT_FOUND, Json(pending(&state, &row).await?)).into_response());
     };
     render(&json, format)
 }
 
-/// Why there is no transcript to show (yet).
-async fn not_ready_message(state: &AppState, row: &RecordRow) -> AppResult<String> {
+/// Why there is no transcript to show (yet): in words, and as a state.
+async fn pending(state: &AppState, row: &RecordRow) -> AppResult<TranscriptPending> {
     let t = state.db.transcript(row.id).await?;
-    Ok(match t.as_ref().map(|t| t.status.as_str()) {
-        Some("queued") => "The transcript is queued; it is made shortly.".into(),
-        Some("running") => match t.and_then(|t| t.progress) {
-            Some(p) => format!("The transcript is being made ({:.0} % done).", p * 100.0),
-            None => "The transcript is being made.".into(),
+    let (status, progress, last_error) = match t {
+        Some(t) => (t.status, t.progress, t.last_error),
+        None => (String::new(), None, None),
+    };
+    Ok(match status.as_str() {
+        "queued" => TranscriptPending {
+            error: "The transcript is queued; it is made shortly.".into(),
+            transcript: TranscriptStatus::Queued,
+            transcript_progress: None,
+            transcript_error: None,
         },
-        Some("failed") => format!(
-            "Transcribing this recording failed: {}. POST to this URL to try again.",
-            t.and_then(|t| t.last_error).unwrap_or_else(|| "no reason given".into()).trim_end_matches('.')
-        ),
-        _ => "This recording has no transcript (it is not saved yet, or transcription is off).".into(),
+        "running" => {
+            let percent = progress.map(|p| (p.clamp(0.0, 1.0) * 100.0) as u8);
+            TranscriptPending {
+                error: match percent {
+                    Some(p) => format!("The transcript is being made ({p} % done)."),
+                    None => "The transcript is being made.".into(),
+                },
+                transcript: TranscriptStatus::Running,
+                transcript_progress: percent,
+                transcript_error: None,
+            }
+        }
+        "failed" => {
+            let why = last_error.unwrap_or_else(|| "no reason given".into()).trim_end_matches('.').to_string();
+            TranscriptPending {
+                error: format!("Transcribing this recording failed: {why}. POST to this URL to try again."),
+                transcript: TranscriptStatus::Failed,
+                transcript_progress: None,
+                transcript_error: Some(why),
+            }
+        }
+        _ => TranscriptPending {
+            error: "This recording has no transcript (it is not saved yet, or transcription is off).".into(),
+            transcript: TranscriptStatus::None,
+            transcript_progress: None,
+            transcript_error: None,
+        },
     })
 }
 

@@ -163,6 +163,11 @@ async fn a_worker_killed_mid_job_is_restarted_and_the_job_retried() {
         r.transcript == TranscriptStatus::Running && r.transcript_progress.is_some_and(|p| p > 0)
     })
     .await;
+    let (status, body) =
+        api.raw(Method::GET, &format!("/recordings/{}/transcript", record.id), Some(&me.token), None).await.unwrap();
+    assert_eq!((status, &body["transcript"]), (404, &serde_json::json!("running")), "{body}");
+    assert!(body["transcript_progress"].as_u64().is_some_and(|p| p <= 100), "{body}");
+    assert!(body.get("transcript_error").is_none(), "{body}");
     let pids = transcription.worker_pids();
     assert_eq!(pids.len(), 1);
     unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
@@ -259,6 +264,10 @@ async fn a_job_that_overruns_is_killed_and_failed_after_its_attempts() {
         .unwrap();
     assert_eq!(status, 404);
     assert!(body["error"].as_str().unwrap().contains("failed: transcribing ran longer than"), "{body}");
+    // The state, for clients, without reading the words.
+    assert_eq!(body["transcript"], "failed", "{body}");
+    assert!(body["transcript_error"].as_str().unwrap().starts_with("transcribing ran longer than"), "{body}");
+    assert!(body.get("transcript_progress").is_none(), "{body}");
     // The owner may ask again (here it fails again, but it is queued).
     let (status, body) = Api::new(&app.url)
         .raw(Method::POST, &format!("/recordings/{}/transcript", record.id), Some(&me.token), None)

@@ -3,16 +3,17 @@
 //! Space) seeks there; and the captions track's blob URL (the VTT needs the
 //! bearer token, which a `<track src>` cannot send).
 
-use audiobook_wire::{Record, TranscriptStatus};
+use audiobook_wire::{Record, TranscriptPending, TranscriptStatus};
 use leptos::html::Div;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use uuid::Uuid;
 use wasm_bindgen::JsCast;
 
+use crate::api::{self, TranscriptAnswer};
 use crate::browser::sleep_ms;
+use crate::format;
 use crate::session::use_session;
-use crate::{api, format};
 
 /// How often a transcript still being made is asked for again.
 const POLL_MS: u64 = 4000;
@@ -43,25 +44,15 @@ enum State {
     Ready(Vec<Word>),
 }
 
-/// What a 404 from the transcript endpoint says, as a state. The server's
-/// message is the only place the reason of a failure is given.
-fn state_of_missing(message: &str) -> State {
-    if let Some(rest) = message.strip_prefix("Transcribing this recording failed:") {
-        let reason = rest.split(". POST to this URL").next().unwrap_or(rest).trim().trim_end_matches('.');
-        State::Failed(if reason.is_empty() { "no reason given".into() } else { reason.to_string() })
-    } else if message.contains("queued") {
-        State::Waiting
-    } else if message.contains("being made") {
-        // "… (42 % done)."
-        let progress = message
-            .split('(')
-            .nth(1)
-            .and_then(|p| p.split_whitespace().next())
-            .and_then(|n| n.parse::<f64>().ok())
-            .map(|p| p.clamp(0.0, 100.0) as u8);
-        State::Running(progress)
-    } else {
-        State::Unavailable(message.to_string())
+/// Where a transcript that is not there stands, as a state.
+fn state_of_pending(p: TranscriptPending) -> State {
+    match p.transcript {
+        TranscriptStatus::Queued => State::Waiting,
+        TranscriptStatus::Running => State::Running(p.transcript_progress.map(|n| n.min(100))),
+        TranscriptStatus::Failed => State::Failed(
+            p.transcript_error.filter(|why| !why.trim().is_empty()).unwrap_or_else(|| "no reason given".into()),
+        ),
+        TranscriptStatus::None | TranscriptStatus::Ready => State::Unavailable(p.error),
     }
 }
 
@@ -136,7 +127,7 @@ pub fn TranscriptView(
                     return;
                 }
                 match api::transcript(&s, rid).await {
-                    Ok(t) => {
+                    Ok(TranscriptAnswer::Ready(t)) => {
                         if !current_one() {
                             return;
                         }
@@ -158,8 +149,8 @@ pub fn TranscriptView(
                         }
                         return;
                     }
-                    Err(e) if e.status == Some(404) => {
-                        let next = state_of_missing(&e.message);
+                    Ok(TranscriptAnswer::Pending(pending)) => {
+                        let next = state_of_pending(pending);
                         let done = matches!(next, State::Failed(_) | State::Unavailable(_));
                         if current_one() {
                             state.set(next);
