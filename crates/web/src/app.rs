@@ -1,10 +1,16 @@
 //! The router: `/onboard`, `/recorder`, `/records`; `/` goes to the recorder
 //! when onboarded, else to onboarding.
+//!
+//! The recorder and the records pages are lazy routes: their code is split
+//! out of `web_bg.wasm` at build time (`cargo xtask build-web` runs
+//! wasm-split) and fetched when the route is first opened, so onboarding
+//! and each page load only what they draw. The service worker keeps the
+//! split modules with the app shell, so both pages still open offline.
 
 use leptos::prelude::*;
 use leptos_router::components::{Redirect, Route, Router, Routes};
 use leptos_router::hooks::use_location;
-use leptos_router::path;
+use leptos_router::{Lazy, LazyRoute, lazy_route, path};
 use wasm_bindgen::JsCast;
 
 use crate::pages::NotFound;
@@ -25,10 +31,38 @@ pub fn App() -> impl IntoView {
             <Routes fallback=NotFound>
                 <Route path=path!("/") view=Home />
                 <Route path=path!("/onboard") view=OnboardPage />
-                <Route path=path!("/recorder") view=RecorderPage />
-                <Route path=path!("/records") view=RecordsPage />
+                <Route path=path!("/recorder") view={Lazy::<RecorderRoute>::new()} />
+                <Route path=path!("/records") view={Lazy::<RecordsRoute>::new()} />
             </Routes>
         </Router>
+    }
+}
+
+/// `/recorder`, loaded on first visit.
+struct RecorderRoute;
+
+#[lazy_route]
+impl LazyRoute for RecorderRoute {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <RecorderPage /> }.into_any()
+    }
+}
+
+/// `/records`, loaded on first visit.
+struct RecordsRoute;
+
+#[lazy_route]
+impl LazyRoute for RecordsRoute {
+    fn data() -> Self {
+        Self
+    }
+
+    fn view(_this: Self) -> AnyView {
+        view! { <RecordsPage /> }.into_any()
     }
 }
 
@@ -48,21 +82,34 @@ fn FocusHeadingOnNavigation() -> impl IntoView {
     Effect::new(move |before: Option<String>| {
         let path = location.pathname.get();
         if before.is_some_and(|b| b != path && b != "/") {
-            request_animation_frame(focus_heading);
+            focus_new_heading(page_heading(), 0);
         }
         path
     });
 }
 
-fn focus_heading() {
-    let heading = web_sys::window()
+/// The most frames `focus_new_heading` waits for the new page (about 5 s).
+const HEADING_WAIT_FRAMES: u32 = 300;
+
+/// Focuses the first page heading that is not `old`, waiting a frame at a
+/// time: a lazy route draws its page only once its module has arrived,
+/// after the address changed.
+fn focus_new_heading(old: Option<web_sys::HtmlElement>, frames: u32) {
+    request_animation_frame(move || match page_heading() {
+        Some(h) if old.as_ref() != Some(&h) => {
+            if !h.has_attribute("tabindex") {
+                let _ = h.set_attribute("tabindex", "-1");
+            }
+            let _ = h.focus();
+        }
+        _ if frames < HEADING_WAIT_FRAMES => focus_new_heading(old, frames + 1),
+        _ => {}
+    });
+}
+
+fn page_heading() -> Option<web_sys::HtmlElement> {
+    web_sys::window()
         .and_then(|w| w.document())
         .and_then(|d| d.query_selector("main h1").ok().flatten())
-        .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok());
-    if let Some(h) = heading {
-        if !h.has_attribute("tabindex") {
-            let _ = h.set_attribute("tabindex", "-1");
-        }
-        let _ = h.focus();
-    }
+        .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
 }

@@ -33,9 +33,9 @@ mod storage;
 
 #[cfg(target_arch = "wasm32")]
 fn main() {
-    if let Some(boot) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.get_element_by_id("boot")) {
-        boot.remove();
-    }
+    // index.html's "Loading AudioBook…" stays until a page is drawn (the
+    // stylesheet hides it then): a lazy route's module may still be on
+    // its way.
     leptos::mount::mount_to_body(app::App);
 }
 

@@ -9,8 +9,12 @@
 // longer than NETWORK_TIMEOUT_MS (a network that swallows packets would
 // otherwise keep the app from opening). The API, Socket.IO and media are
 // never cached: they always go to the server.
-const SHELL_CACHE = "audiobook-shell-v4";
+const SHELL_CACHE = "audiobook-shell-v5";
+// The lazy routes' modules (/recorder, /records) and their loader: the
+// build writes their names here (xtask/src/web.rs).
+const SPLIT_MODULES = [/* split modules: cargo xtask build-web */];
 const SHELL = [
+  ...SPLIT_MODULES,
   "/index.html",
   "/web.js",
   "/web_bg.wasm",
@@ -48,6 +52,15 @@ self.addEventListener("activate", (event) => {
     caches
       .keys()
       .then((keys) => Promise.all(keys.filter((k) => k !== SHELL_CACHE).map((k) => caches.delete(k))))
+      // Split modules of an earlier build (their names change with the build).
+      .then(() => caches.open(SHELL_CACHE))
+      .then((cache) =>
+        cache.keys().then((requests) =>
+          Promise.all(
+            requests.filter((r) => !SHELL.includes(new URL(r.url).pathname)).map((r) => cache.delete(r)),
+          ),
+        ),
+      )
       .then(() => self.clients.claim()),
   );
 });
