@@ -264,6 +264,8 @@ describe("layouts, themes and accessibility", { timeout: 600_000 }, () => {
       step("records, with an interrupted take, then with a recording chosen", async () => {
         // A take whose device vanished: after the grace period it is `interrupted`.
         const [saved] = await fetchRecords(page);
+        // The app fetches the client once the list is drawn.
+        await page.waitForFunction(() => typeof window.io === "function");
         await page.evaluate(async (link) => {
           const bytes = new Uint8Array(await (await fetch(link)).arrayBuffer());
           const s = JSON.parse(localStorage.getItem("audiobook.session"));

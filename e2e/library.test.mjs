@@ -326,6 +326,8 @@ describe("recordings library", { timeout: 300_000 }, () => {
   step("long lists page with Load more; takes without peaks get a plain seek bar", async () => {
     // 21 tiny takes from an original-style client (no peaks), through the
     // page's own Socket.IO client.
+    // The app fetches the client once the list is drawn.
+    await page.waitForFunction(() => typeof window.io === "function");
     await page.evaluate(async () => {
       const s = JSON.parse(localStorage.getItem("audiobook.session"));
       const socket = window.io({ auth: { token: s.token }, transports: ["websocket"] });
@@ -356,5 +358,34 @@ describe("recordings library", { timeout: 300_000 }, () => {
     await item(page, "Note 21").getByRole("button", { name: "Play Note 21" }).click();
     await page.locator("input.seekbar").waitFor();
     assert.equal(await page.locator(".waveform").count(), 0, "no waveform without peaks");
+  });
+
+  step("a page whose module cannot be fetched says so, and Try again opens it", async () => {
+    // A first visit whose network fails on the records page's module: no
+    // service worker (it would have kept the module), the module refused.
+    const visitor = await launchBrowser(ws.dir, ws.wav, { device: { serviceWorkers: "block" } });
+    try {
+      let refuse = true;
+      const asked = [];
+      await visitor.page.route(/\/split_records_page\.wasm$/, (route) => {
+        asked.push(refuse ? "refused" : "sent");
+        return refuse ? route.abort("internetdisconnected") : route.continue();
+      });
+      await onboard(visitor.page, server.url, "First visit");
+      await visitor.page.goto(`${server.url}/records`);
+      const alert = visitor.page.getByRole("alert").filter({ hasText: "could not fetch this page" });
+      await alert.waitFor();
+      assert.equal(
+        await visitor.page.getByRole("heading", { level: 1 }).textContent(),
+        "This page could not be loaded",
+      );
+      refuse = false;
+      await visitor.page.getByRole("button", { name: "Try again" }).click();
+      await visitor.page.getByRole("heading", { name: "Hi First visit" }).waitFor();
+      await visitor.page.getByText("No recordings yet").waitFor();
+      assert.deepEqual(asked, ["refused", "sent"]);
+    } finally {
+      await visitor.context.close().catch(() => {});
+    }
   });
 });

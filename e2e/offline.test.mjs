@@ -437,7 +437,7 @@ for (const browser of chosen) {
         .readdirSync(process.env.AUDIOBOOK_WEB_DIST)
         .filter((f) => f.endsWith(".wasm") && f !== "web_bg.wasm")
         .map((f) => `/${f}`);
-      assert.ok(split.some((p) => p.includes("recorder_route")), `the recorder is split out: ${split}`);
+      assert.ok(split.some((p) => p.includes("recorder_page")), `the recorder is split out: ${split}`);
       const shell = ["/index.html", "/web.js", "/web_bg.wasm", "/style.css", "/config.js", "/vendor/socket.io.min.js"];
       for (const p of [...shell, "/__wasm_split.js", ...split]) {
         assert.ok(sw.paths.includes(p), `${p} is cached: ${sw.paths}`);

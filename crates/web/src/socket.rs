@@ -1,11 +1,15 @@
 //! A small typed binding to the vendored official Socket.IO client
-//! (`/vendor/socket.io.min.js`, which defines the global `io`).
+//! (`/vendor/socket.io.min.js`, which defines the global `io`; fetched by
+//! the first connection).
 //!
 //! Pages and the uploader only see Rust types: events arrive as
 //! [`SocketEvent`], requests are `async fn`s returning the wire crate's acks.
 //! Payloads cross the boundary as JSON text, parsed on the other side with the
 //! same serde types the server uses; the audio chunk travels as a
 //! `Uint8Array` (a Socket.IO binary attachment).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use audiobook_wire::{
     AppendAck, Failure, HandshakeAuth, Record, RecordingError, ResumeAck, ResumeRecording, StartAck, StartRecording,
@@ -22,6 +26,10 @@ use crate::recorder::queue::Chunk;
 
 /// How long an emit waits for its acknowledgement before it counts as lost.
 const ACK_TIMEOUT_MS: u32 = 10_000;
+/// The vendored client (the service worker keeps it for offline use).
+const CLIENT_SCRIPT: &str = "/vendor/socket.io.min.js";
+/// Pause before fetching the client script again after it failed.
+const SCRIPT_RETRY_MS: u64 = 3_000;
 
 #[wasm_bindgen]
 extern "C" {
@@ -89,8 +97,17 @@ impl std::fmt::Display for EmitError {
     }
 }
 
-/// One Socket.IO connection, authenticated with the user's token.
+/// One Socket.IO connection, authenticated with the user's token. The
+/// client script is fetched by the first connection (no page draws with it,
+/// so it stays off the first load); until it has run the socket is simply
+/// not connected yet.
 pub struct Socket {
+    live: Rc<RefCell<Option<Live>>>,
+    closed: Rc<Cell<bool>>,
+}
+
+/// The client's socket, once its script has run.
+struct Live {
     raw: RawSocket,
     // The JS callbacks must live as long as the socket.
     _callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
@@ -100,53 +117,41 @@ impl Socket {
     /// Connects to `server_url` (empty: the page's origin) and reports every
     /// event to `on_event`.
     pub fn connect(server_url: &str, token: &str, on_event: impl Fn(SocketEvent) + 'static) -> Socket {
-        let options = to_js(&serde_json::json!({
-            "auth": HandshakeAuth { token: token.to_string() },
-            // WebSocket first; long-polling where a proxy blocks it.
-            "transports": ["websocket", "polling"],
-            "tryAllTransports": true,
-            "reconnectionDelay": 500,
-            "reconnectionDelayMax": 2000,
-        }));
-        let url = if server_url.is_empty() { JsValue::UNDEFINED } else { JsValue::from_str(server_url) };
-        let raw = io_connect(&url, &options);
-        let on_event = std::rc::Rc::new(on_event);
-        let mut callbacks = Vec::new();
-        let mut listen = |target: &dyn Fn(&str, &Function), event: &str, map: fn(JsValue) -> Option<SocketEvent>| {
-            let on_event = on_event.clone();
-            let closure = Closure::<dyn FnMut(JsValue)>::new(move |value: JsValue| {
-                if let Some(e) = map(value) {
-                    on_event(e)
+        let socket = Socket { live: Rc::default(), closed: Rc::default() };
+        let (live, closed) = (socket.live.clone(), socket.closed.clone());
+        let (server_url, token) = (server_url.to_string(), token.to_string());
+        wasm_bindgen_futures::spawn_local(async move {
+            let on_event = Rc::new(on_event);
+            // The service worker keeps the script, so this fails only where
+            // the page itself could barely load: it is tried again, as
+            // socket.io-client retries a connection.
+            while !client_loaded() {
+                let loaded = crate::browser::load_script(CLIENT_SCRIPT).await;
+                if closed.get() {
+                    return;
                 }
-            });
-            target(event, closure.as_ref().unchecked_ref());
-            callbacks.push(closure);
-        };
-        let socket_on = |e: &str, f: &Function| raw.on(e, f);
-        listen(&socket_on, "connect", |_| Some(SocketEvent::Connected));
-        listen(&socket_on, "disconnect", |_| Some(SocketEvent::Disconnected));
-        listen(&socket_on, "connect_error", |err| {
-            let message = Reflect::get(&err, &"message".into()).ok().and_then(|m| m.as_string()).unwrap_or_default();
-            Some(SocketEvent::ConnectError { message })
+                if !client_loaded() {
+                    let message = loaded.err().unwrap_or_else(|| format!("{CLIENT_SCRIPT} did not define `io`"));
+                    on_event(SocketEvent::ConnectError { message });
+                    crate::browser::sleep_ms(SCRIPT_RETRY_MS).await;
+                    if closed.get() {
+                        return;
+                    }
+                }
+            }
+            *live.borrow_mut() = Some(Live::connect(&server_url, &token, on_event));
         });
-        listen(&socket_on, events::RECORDING_SAVED, |v| parse::<Record>(&v).ok().map(SocketEvent::RecordingSaved));
-        listen(&socket_on, events::RECORDING_ERROR, |v| {
-            parse::<RecordingError>(&v).ok().map(SocketEvent::RecordingError)
-        });
-        let manager = raw.manager();
-        let manager_on = |e: &str, f: &Function| manager.manager_on(e, f);
-        listen(&manager_on, "reconnect_attempt", |_| Some(SocketEvent::Reconnecting));
-        Socket { raw, _callbacks: callbacks }
+        socket
     }
-
     pub fn is_connected(&self) -> bool {
-        self.raw.connected()
+        self.live.borrow().as_ref().is_some_and(|l| l.raw.connected())
     }
 
     /// False once the server refused the handshake: socket.io-client retries
-    /// network errors by itself, but not a refusal.
+    /// network errors by itself, but not a refusal (nor is its script given
+    /// up on).
     pub fn will_reconnect(&self) -> bool {
-        self.raw.active()
+        self.live.borrow().as_ref().is_none_or(|l| l.raw.active())
     }
 
     /// `start-recording`: the server opens a recording and names its id, or
@@ -199,19 +204,68 @@ impl Socket {
     }
 
     async fn request<T: DeserializeOwned>(&self, event: &str, payload: &JsValue) -> Result<T, EmitError> {
-        if !self.raw.connected() {
-            return Err(EmitError::NoAnswer);
-        }
-        let promise = self.raw.timeout(ACK_TIMEOUT_MS).emit_with_ack(event, payload);
+        let promise = match self.live.borrow().as_ref() {
+            Some(live) if live.raw.connected() => live.raw.timeout(ACK_TIMEOUT_MS).emit_with_ack(event, payload),
+            _ => return Err(EmitError::NoAnswer),
+        };
         let answer = JsFuture::from(promise).await.map_err(|_| EmitError::NoAnswer)?;
         parse(&answer).map_err(EmitError::BadAnswer)
     }
 }
 
+impl Live {
+    fn connect(server_url: &str, token: &str, on_event: Rc<dyn Fn(SocketEvent)>) -> Live {
+        let options = to_js(&serde_json::json!({
+            "auth": HandshakeAuth { token: token.to_string() },
+            // WebSocket first; long-polling where a proxy blocks it.
+            "transports": ["websocket", "polling"],
+            "tryAllTransports": true,
+            "reconnectionDelay": 500,
+            "reconnectionDelayMax": 2000,
+        }));
+        let url = if server_url.is_empty() { JsValue::UNDEFINED } else { JsValue::from_str(server_url) };
+        let raw = io_connect(&url, &options);
+        let mut callbacks = Vec::new();
+        let mut listen = |target: &dyn Fn(&str, &Function), event: &str, map: fn(JsValue) -> Option<SocketEvent>| {
+            let on_event = on_event.clone();
+            let closure = Closure::<dyn FnMut(JsValue)>::new(move |value: JsValue| {
+                if let Some(e) = map(value) {
+                    on_event(e)
+                }
+            });
+            target(event, closure.as_ref().unchecked_ref());
+            callbacks.push(closure);
+        };
+        let socket_on = |e: &str, f: &Function| raw.on(e, f);
+        listen(&socket_on, "connect", |_| Some(SocketEvent::Connected));
+        listen(&socket_on, "disconnect", |_| Some(SocketEvent::Disconnected));
+        listen(&socket_on, "connect_error", |err| {
+            let message = Reflect::get(&err, &"message".into()).ok().and_then(|m| m.as_string()).unwrap_or_default();
+            Some(SocketEvent::ConnectError { message })
+        });
+        listen(&socket_on, events::RECORDING_SAVED, |v| parse::<Record>(&v).ok().map(SocketEvent::RecordingSaved));
+        listen(&socket_on, events::RECORDING_ERROR, |v| {
+            parse::<RecordingError>(&v).ok().map(SocketEvent::RecordingError)
+        });
+        let manager = raw.manager();
+        let manager_on = |e: &str, f: &Function| manager.manager_on(e, f);
+        listen(&manager_on, "reconnect_attempt", |_| Some(SocketEvent::Reconnecting));
+        Live { raw, _callbacks: callbacks }
+    }
+}
+
 impl Drop for Socket {
     fn drop(&mut self) {
-        self.raw.disconnect();
+        self.closed.set(true);
+        if let Some(live) = self.live.borrow_mut().take() {
+            live.raw.disconnect();
+        }
     }
+}
+
+/// Whether the client script has run (it defines the global `io`).
+fn client_loaded() -> bool {
+    Reflect::has(&js_sys::global(), &"io".into()).unwrap_or(false)
 }
 
 fn to_js(value: &impl Serialize) -> JsValue {

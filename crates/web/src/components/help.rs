@@ -6,9 +6,41 @@ pub type Shortcuts = &'static [(&'static [&'static str], &'static str)];
 
 /// The keyboard shortcuts of a page in a modal dialog: `?` opens it (the
 /// page's key handler sets `open`), Escape or Close closes it, and focus
-/// stays inside while it is open.
+/// stays inside while it is open. The dialog is a module of its own
+/// (wasm-split), fetched the first time it is opened.
 #[component]
 pub fn ShortcutHelp(open: RwSignal<bool>, shortcuts: Shortcuts) -> impl IntoView {
+    let dialog = RwSignal::new(None::<HelpView>);
+    let fetching = StoredValue::new(false);
+    Effect::new(move |_| {
+        if !open.get() || dialog.get_untracked().is_some() || fetching.get_value() {
+            return;
+        }
+        fetching.set_value(true);
+        leptos::task::spawn_local(async move {
+            match help_dialog().await {
+                Ok(view) => drop(dialog.try_set(Some(view))),
+                Err(e) => {
+                    web_sys::console::warn_1(&format!("AudioBook: no shortcuts help: {e}").into());
+                    let _ = open.try_set(false);
+                }
+            }
+            let _ = fetching.try_set_value(false);
+        });
+    });
+    move || dialog.get().map(|view| view(open, shortcuts))
+}
+
+/// The dialog's view, from its module.
+type HelpView = fn(RwSignal<bool>, Shortcuts) -> AnyView;
+
+#[leptos::wasm_split::wasm_split(shortcut_help, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn help_dialog() -> Result<HelpView, leptos::wasm_split::SplitLoaderError> {
+    Ok(|open, shortcuts| view! { <HelpDialog open=open shortcuts=shortcuts /> }.into_any())
+}
+
+#[component]
+fn HelpDialog(open: RwSignal<bool>, shortcuts: Shortcuts) -> impl IntoView {
     let dialog = NodeRef::<Dialog>::new();
     let close = NodeRef::<leptos::html::Button>::new();
     Effect::new(move |_| {

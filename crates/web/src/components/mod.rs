@@ -20,7 +20,7 @@ pub use help::{ShortcutButton, ShortcutHelp, Shortcuts};
 pub use live_waveform::LiveWaveform;
 pub use player::{Player, seek_by, toggle_play};
 pub use quality::QualitySetting;
-pub use record_item::RecordItem;
+pub use record_item::{RecordItem, preload_panels as preload_record_panels};
 pub use search::{SearchHit, play_from};
 pub use status::{StatusBanner, Tone};
 pub use theme_toggle::ThemeToggle;

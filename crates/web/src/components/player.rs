@@ -89,44 +89,13 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
             current.set(to);
         }
     });
-    let skip = move |delta: f64| {
-        if let Some(el) = audio.get_untracked() {
-            seek_by(&el, delta, server_ms());
-            current.set(el.current_time());
-        }
-    };
     // At the end the playhead is at the end of the take, even where the
     // browser's idea of the length was short.
     let on_ended = move |_| {
         sync();
         current.set(total.get_untracked());
     };
-    let on_speed = move |ev: leptos::ev::Event| {
-        let value = event_target_value(&ev).parse::<f64>().unwrap_or(1.0);
-        rate.set(value);
-        if let Some(el) = audio.get_untracked() {
-            el.set_default_playback_rate(value);
-            el.set_playback_rate(value);
-        }
-    };
     let name = move || record.with(|r| r.as_ref().map(|r| r.name.clone()));
-
-    let seeker = move || {
-        match peaks.get() {
-        None => view! { <div class="waveform waveform-loading" aria-hidden="true"></div> }.into_any(),
-        Some(p) if p.is_empty() => view! {
-            <input type="range" class="seekbar" aria-label="Seek" min="0" step="0.1"
-                   max=move || format!("{:.1}", total.get())
-                   prop:value=move || current.get()
-                   aria-valuetext=move || format!("{} of {}", format::seconds(current.get()), format::seconds(total.get()))
-                   on:input=move |ev| {
-                       if let Ok(to) = event_target_value(&ev).parse::<f64>() { seek_to.run(to) }
-                   } />
-        }
-        .into_any(),
-        Some(p) => view! { <WaveformSeek peaks=p current=current duration=total on_seek=seek_to /> }.into_any(),
-    }
-    };
 
     // Docked players (phones and tablets) show a mini player until expanded.
     let expanded = RwSignal::new(false);
@@ -140,6 +109,33 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
             expanded.set(false);
         }
     };
+
+    // The controls are fetched once the player is drawn (a module of their
+    // own: the page draws without them), and again on a choice after a
+    // failed fetch.
+    let controls = Controls { record, audio, current, total, playing, rate, peaks, captions, expanded, seek_to };
+    let controls_view = RwSignal::new(None::<Result<fn(Controls) -> AnyView, ()>>);
+    let fetching = StoredValue::new(false);
+    let fetch_controls = move || {
+        if fetching.get_value() || matches!(controls_view.get_untracked(), Some(Ok(_))) {
+            return;
+        }
+        fetching.set_value(true);
+        spawn_local(async move {
+            let loaded = full_controls().await;
+            if let Err(e) = &loaded {
+                web_sys::console::warn_1(&format!("AudioBook: no player controls: {e}").into());
+            }
+            let _ = fetching.try_set_value(false);
+            let _ = controls_view.try_set(Some(loaded.map_err(|_| ())));
+        });
+    };
+    request_animation_frame(fetch_controls);
+    Effect::new(move |_| {
+        if record.with(Option::is_some) && matches!(controls_view.get_untracked(), Some(Err(()))) {
+            fetch_controls();
+        }
+    });
 
     // One set of controls for every layout: on phones and tablets the
     // stylesheet docks the player at the bottom and, until it is expanded,
@@ -173,6 +169,87 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
                 })}
             </audio>
             <Show when=move || record.with(Option::is_some)>
+                {move || match controls_view.get() {
+                    Some(Ok(view)) => view(controls),
+                    Some(Err(())) => view! {
+                        <p class="field-error player-controls-missing" role="alert">
+                            "The player's controls could not be loaded. Check the connection, then choose the recording again."
+                        </p>
+                    }.into_any(),
+                    None => ().into_any(),
+                }}
+            </Show>
+            <p class="player-duration">
+                {move || match (record.with(|r| r.is_some()), total.get(), duration.get()) {
+                    (false, _, _) => "Choose a recording to play it here.".to_string(),
+                    (true, t, _) if t > 0.0 => format!("Duration {}", format::duration_ms((t * 1000.0).round() as u64)),
+                    (true, _, None) => "Loading…".to_string(),
+                    (true, _, Some(_)) => "Duration unknown".to_string(),
+                }}
+            </p>
+        </section>
+    }
+}
+
+/// What the full controls share with the player.
+#[derive(Clone, Copy)]
+struct Controls {
+    record: Signal<Option<Record>>,
+    audio: NodeRef<Audio>,
+    current: RwSignal<f64>,
+    total: Signal<f64>,
+    playing: RwSignal<bool>,
+    rate: RwSignal<f64>,
+    peaks: RwSignal<Option<Vec<u8>>>,
+    captions: RwSignal<Option<String>>,
+    expanded: RwSignal<bool>,
+    seek_to: Callback<f64>,
+}
+
+/// The player's full controls (waveform, transport, speed, transcript) in a
+/// module of their own (wasm-split), fetched after the page is drawn.
+#[leptos::wasm_split::wasm_split(player_controls, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn full_controls() -> Result<fn(Controls) -> AnyView, leptos::wasm_split::SplitLoaderError> {
+    // The transcript's styles come with it, not with the first load.
+    crate::browser::add_stylesheet("/transcript.css");
+    Ok(controls_view)
+}
+
+fn controls_view(controls: Controls) -> AnyView {
+    let Controls { record, audio, current, total, playing, rate, peaks, captions, expanded, seek_to } = controls;
+    let server_ms = move || record.with(|r| r.as_ref().map_or(0, |r| r.duration_ms));
+    let skip = move |delta: f64| {
+        if let Some(el) = audio.get_untracked() {
+            seek_by(&el, delta, server_ms());
+            current.set(el.current_time());
+        }
+    };
+    let on_speed = move |ev: leptos::ev::Event| {
+        let value = event_target_value(&ev).parse::<f64>().unwrap_or(1.0);
+        rate.set(value);
+        if let Some(el) = audio.get_untracked() {
+            el.set_default_playback_rate(value);
+            el.set_playback_rate(value);
+        }
+    };
+    let seeker = move || {
+        match peaks.get() {
+        None => view! { <div class="waveform waveform-loading" aria-hidden="true"></div> }.into_any(),
+        Some(p) if p.is_empty() => view! {
+            <input type="range" class="seekbar" aria-label="Seek" min="0" step="0.1"
+                   max=move || format!("{:.1}", total.get())
+                   prop:value=move || current.get()
+                   aria-valuetext=move || format!("{} of {}", format::seconds(current.get()), format::seconds(total.get()))
+                   on:input=move |ev| {
+                       if let Ok(to) = event_target_value(&ev).parse::<f64>() { seek_to.run(to) }
+                   } />
+        }
+        .into_any(),
+        Some(p) => view! { <WaveformSeek peaks=p current=current duration=total on_seek=seek_to /> }.into_any(),
+    }
+    };
+
+    view! {
                 <button type="button" class="player-expand" aria-controls="player-full"
                         aria-expanded=move || expanded.get().to_string()
                         aria-label=move || if expanded.get() { "Show the mini player" } else { "Show the full player" }
@@ -215,15 +292,6 @@ pub fn Player(#[prop(into)] record: Signal<Option<Record>>, audio: NodeRef<Audio
                 // Transcript (issue 16): read along, choose a word to seek there;
                 // in the full player only (the mini player hides it).
                 <TranscriptView record=record current=current on_seek=seek_to captions=captions />
-            </Show>
-            <p class="player-duration">
-                {move || match (record.with(|r| r.is_some()), total.get(), duration.get()) {
-                    (false, _, _) => "Choose a recording to play it here.".to_string(),
-                    (true, t, _) if t > 0.0 => format!("Duration {}", format::duration_ms((t * 1000.0).round() as u64)),
-                    (true, _, None) => "Loading…".to_string(),
-                    (true, _, Some(_)) => "Duration unknown".to_string(),
-                }}
-            </p>
-        </section>
     }
+    .into_any()
 }

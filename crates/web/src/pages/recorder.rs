@@ -78,8 +78,13 @@ pub fn RecorderPage() -> impl IntoView {
         Phase::MicError(e) => e,
         Phase::Recording => "Recording…".to_string(),
         Phase::Paused => "Paused. Press Resume to go on.".to_string(),
-        Phase::Saving if ui.conn.get() != Conn::Online => "Saved on this device, will upload when online.".to_string(),
-        Phase::Saving => "Saving…".to_string(),
+        Phase::Saving if ui.conn.get() != Conn::Online && ui.unkept_bytes.get() == 0 => {
+            "Saved on this device, will upload when online.".to_string()
+        }
+        Phase::Saving if ui.conn.get() != Conn::Online => {
+            "Waiting for the connection: part of this recording is only in this page, keep it open.".to_string()
+        }
+        Phase::Stopping | Phase::Saving => "Saving…".to_string(),
         Phase::Saved(r) => format!("Saved “{}” ({}).", r.name, format::duration_ms(r.duration_ms)),
         Phase::Failed(e) if ui.unkept_bytes.get() == 0 => format!(
             "The recording could not be saved: {} It is kept on this device, and AudioBook tries again the next \
@@ -142,7 +147,7 @@ pub fn RecorderPage() -> impl IntoView {
                 }
                 Phase::Recording => studio.with_value(|s| s.pause()),
                 Phase::Paused => studio.with_value(|s| s.resume()),
-                Phase::AskingMic | Phase::Saving => return,
+                Phase::AskingMic | Phase::Stopping | Phase::Saving => return,
             },
             "s" | "S" | "Escape" if live() => studio.with_value(|s| s.stop()),
             _ => return,
@@ -225,7 +230,7 @@ pub fn RecorderPage() -> impl IntoView {
                 <p class="transfer" aria-live="off">
                     {move || {
                         let (sent, unsent, unkept) = (ui.sent_bytes.get(), ui.unsent_bytes.get(), ui.unkept_bytes.get());
-                        (live() || matches!(phase.get(), Phase::Saving)).then(|| {
+                        (live() || matches!(phase.get(), Phase::Stopping | Phase::Saving)).then(|| {
                             let mut text = format!("Sent {} · waiting {}", format::size(sent), format::size(unsent));
                             if unkept > 0 {
                                 text.push_str(&format!(" ({} in this page only)", format::size(unkept)));

@@ -125,8 +125,27 @@ pub fn RecordsPage() -> impl IntoView {
     load(String::new());
 
     // Takes still open show how far they got and turn into saved ones
-    // without a reload; this device's own takes go on uploading meanwhile.
-    let outbox = crate::recorder::outbox::Outbox::for_session(&current);
+    // without a reload; this device's own takes go on uploading meanwhile,
+    // through the outbox, fetched once the list has been asked for (with
+    // the code of the items' rename, share and delete panels).
+    let saved_here = RwSignal::new(None::<ArcRwSignal<u64>>);
+    Effect::new({
+        let current = current.clone();
+        move |opened: Option<bool>| {
+            if opened == Some(true) || state.get() == Load::Loading {
+                return opened.unwrap_or(false);
+            }
+            let current = current.clone();
+            spawn_local(crate::components::preload_record_panels());
+            spawn_local(async move {
+                match crate::recorder::outbox::open_later(current).await {
+                    Ok(saved) => drop(saved_here.try_set(Some(saved))),
+                    Err(e) => web_sys::console::warn_1(&format!("AudioBook: no uploads from this page: {e}").into()),
+                }
+            });
+            true
+        }
+    });
     let refresh = {
         let current = current.clone();
         let to_items = to_items.clone();
@@ -158,10 +177,11 @@ pub fn RecordsPage() -> impl IntoView {
         .ok()
     };
     on_cleanup(move || poll.into_iter().for_each(|h| h.clear()));
-    let saved_here = outbox.saved.clone();
-    Effect::new(move |before: Option<u64>| {
-        let now = saved_here.get();
-        if before.is_some_and(|b| b != now) {
+    Effect::new(move |before: Option<Option<u64>>| {
+        let now = saved_here.with(|s| s.as_ref().map(|s| s.get()));
+        if let (Some(Some(before)), Some(now)) = (before, now)
+            && before != now
+        {
             refresh();
         }
         now

@@ -95,6 +95,15 @@ fn lock_name(id: Uuid) -> String {
     format!("audiobook-take-{id}")
 }
 
+/// The outbox of `session` for a page that only shows what it does (the
+/// records page), in a module of its own (wasm-split): that page draws
+/// without the uploader, the vault and the socket, and they follow. Its
+/// count of saved takes; an error where the module could not be fetched.
+#[leptos::wasm_split::wasm_split(outbox, wasm_split_path = ::leptos::wasm_split, fallible)]
+pub fn open_later(session: Session) -> Result<ArcRwSignal<u64>, leptos::wasm_split::SplitLoaderError> {
+    Ok(Outbox::for_session(&session).saved.clone())
+}
+
 impl Outbox {
     /// The outbox of `session`, opened (and recovery started) on first use.
     pub fn for_session(session: &Session) -> Rc<Outbox> {

@@ -3,13 +3,22 @@
 //! runs the clock and level ticker, and turns the take's progress into the
 //! signals in [`Ui`]. Leaving the page stops the recorder; the take goes on
 //! uploading from the vault.
+//!
+//! The page holds a [`Studio`]: its signals and a handle on the [`Desk`]
+//! that does the work. The desk and everything it reaches (capture, take,
+//! outbox, vault, socket) are a module of their own (wasm-split), fetched as
+//! the page opens: the page is drawn without them, and a Record pressed
+//! before they arrived waits for them.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use audiobook_wire::Record;
+use futures::FutureExt;
 use futures::channel::mpsc;
+use futures::future::{LocalBoxFuture, Shared};
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
@@ -25,9 +34,14 @@ use crate::waveform::LivePeaks;
 pub enum Phase {
     Idle,
     AskingMic,
+    /// The take could not start, in words: the microphone was refused or
+    /// missing, or the desk's module could not be fetched.
     MicError(String),
     Recording,
     Paused,
+    /// Stop was pressed; the recorder is still handing over its last audio
+    /// (nothing may say "saved" yet).
+    Stopping,
     /// Stopped; kept on this device and being sent (or waiting for the
     /// connection), and the server finalizes.
     Saving,
@@ -38,7 +52,7 @@ pub enum Phase {
 impl Phase {
     /// A take is under way.
     pub fn is_busy(&self) -> bool {
-        matches!(self, Phase::AskingMic | Phase::Recording | Phase::Paused | Phase::Saving)
+        matches!(self, Phase::AskingMic | Phase::Recording | Phase::Paused | Phase::Stopping | Phase::Saving)
     }
 }
 
@@ -66,6 +80,176 @@ pub struct Ui {
     pub stopped_early: RwSignal<Option<String>>,
     /// Little or no room to keep the take on this device.
     pub storage_warning: RwSignal<Option<String>>,
+    /// The outbox's connection and notices, once the desk has opened it.
+    outbox_conn: RwSignal<Option<Signal<Conn>>>,
+    outbox_notices: RwSignal<Option<Signal<Vec<Notice>>>>,
+}
+
+impl Ui {
+    fn new() -> Ui {
+        let outbox_conn = RwSignal::new(None::<Signal<Conn>>);
+        let outbox_notices = RwSignal::new(None::<Signal<Vec<Notice>>>);
+        Ui {
+            conn: Signal::derive(move || outbox_conn.get().map_or(Conn::Connecting, |c| c.get())),
+            notices: Signal::derive(move || outbox_notices.get().map(|n| n.get()).unwrap_or_default()),
+            phase: RwSignal::new(Phase::Idle),
+            elapsed_ms: RwSignal::new(0),
+            level: RwSignal::new(0.0),
+            peaks: StoredValue::new_local(LivePeaks::default()),
+            unsent_bytes: RwSignal::new(0),
+            sent_bytes: RwSignal::new(0),
+            unkept_bytes: RwSignal::new(0),
+            stopped_early: RwSignal::new(None),
+            storage_warning: RwSignal::new(None),
+            outbox_conn,
+            outbox_notices,
+        }
+    }
+}
+
+/// What the page asks of the desk (the desk's code is in another module,
+/// reached through this trait only).
+trait Engine {
+    fn record(&self) -> LocalBoxFuture<'static, ()>;
+    fn pause(&self);
+    fn resume(&self);
+    fn stop(&self);
+    fn reset(&self);
+    fn has_unsaved_audio(&self) -> bool;
+    fn close(&self);
+}
+
+type DeskLoad = Shared<LocalBoxFuture<'static, Result<Rc<dyn Engine>, String>>>;
+
+/// The recorder page's controller (cheap to clone): the page's signals and
+/// the desk, fetched as the page opens.
+#[derive(Clone)]
+pub struct Studio {
+    ui: Ui,
+    session: Session,
+    desk: Rc<RefCell<DeskLoad>>,
+    closed: Rc<Cell<bool>>,
+}
+
+impl Studio {
+    /// Fetches the desk, which uses the outbox of `session` (opening the
+    /// connection and recovering what the vault holds, on first use).
+    pub fn open(session: &Session) -> Studio {
+        let ui = Ui::new();
+        let desk = Rc::new(RefCell::new(fetch_desk(session.clone(), ui)));
+        let studio = Studio { ui, session: session.clone(), desk, closed: Rc::default() };
+        studio.open_desk_now();
+        studio
+    }
+
+    pub fn ui(&self) -> Ui {
+        self.ui
+    }
+
+    /// Asks for the microphone and starts a take.
+    pub async fn record(&self) {
+        let ui = self.ui;
+        if ui.phase.get_untracked().is_busy() {
+            return;
+        }
+        ui.phase.set(Phase::AskingMic);
+        let desk = self.desk().await;
+        if self.closed.get() {
+            return;
+        }
+        ui.phase.set(Phase::Idle);
+        match desk {
+            Ok(desk) => desk.record().await,
+            Err(message) => ui.phase.set(Phase::MicError(message)),
+        }
+    }
+
+    pub fn pause(&self) {
+        if let Some(desk) = self.desk_now() {
+            desk.pause();
+        }
+    }
+
+    pub fn resume(&self) {
+        if let Some(desk) = self.desk_now() {
+            desk.resume();
+        }
+    }
+
+    /// Stops the take; it is kept on this device and sent.
+    pub fn stop(&self) {
+        if let Some(desk) = self.desk_now() {
+            desk.stop();
+        }
+    }
+
+    /// Back to the idle screen after a saved or failed take.
+    pub fn reset(&self) {
+        match self.desk_now() {
+            Some(desk) => desk.reset(),
+            None if !self.ui.phase.get_untracked().is_busy() => self.ui.phase.set(Phase::Idle),
+            None => {}
+        }
+    }
+
+    /// Whether leaving now cuts a take short or loses audio kept only in memory.
+    pub fn has_unsaved_audio(&self) -> bool {
+        self.desk_now().is_some_and(|desk| desk.has_unsaved_audio())
+    }
+
+    /// Leaves the page: the recorder stops and the take goes on uploading.
+    pub fn close(&self) {
+        self.closed.set(true);
+        if let Some(desk) = self.desk_now() {
+            desk.close();
+        }
+    }
+
+    /// The desk, if it has arrived.
+    fn desk_now(&self) -> Option<Rc<dyn Engine>> {
+        self.desk.borrow().peek().and_then(|d| d.as_ref().ok().cloned())
+    }
+
+    /// The desk, once it has arrived; after a failed fetch the next call
+    /// fetches it again.
+    async fn desk(&self) -> Result<Rc<dyn Engine>, String> {
+        let load = self.desk.borrow().clone();
+        let desk = load.await;
+        if desk.is_err() {
+            *self.desk.borrow_mut() = fetch_desk(self.session.clone(), self.ui);
+        }
+        desk
+    }
+
+    /// Starts the fetch at once (not when Record is pressed), and closes a
+    /// desk that arrives after the page was left.
+    fn open_desk_now(&self) {
+        let load = self.desk.borrow().clone();
+        let closed = self.closed.clone();
+        spawn_local(async move {
+            if let Ok(desk) = load.await
+                && closed.get()
+            {
+                desk.close();
+            }
+        });
+    }
+}
+
+fn fetch_desk(session: Session, ui: Ui) -> DeskLoad {
+    async move {
+        open_desk(session, ui)
+            .await
+            .map_err(|e| format!("The recorder could not be loaded ({e}). Check the connection and try again."))
+    }
+    .boxed_local()
+    .shared()
+}
+
+/// Opens the desk, in the module of its own.
+#[leptos::wasm_split::wasm_split(recorder_desk, wasm_split_path = ::leptos::wasm_split, fallible)]
+fn open_desk(session: Session, ui: Ui) -> Result<Rc<dyn Engine>, leptos::wasm_split::SplitLoaderError> {
+    Ok(Rc::new(Desk::open(&session, ui)))
 }
 
 struct Inner {
@@ -82,32 +266,22 @@ type Ticker = (i32, Closure<dyn FnMut()>);
 /// The `beforeunload` listener that warns before a take is cut off.
 type UnloadGuard = Closure<dyn FnMut(web_sys::BeforeUnloadEvent)>;
 
-/// The recorder page's controller (cheap to clone).
+/// The desk: the microphone, the take and the outbox (cheap to clone).
 #[derive(Clone)]
-pub struct Studio {
+struct Desk {
     inner: Rc<Inner>,
     ticker: Rc<RefCell<Option<Ticker>>>,
     before_unload: Rc<RefCell<Option<UnloadGuard>>>,
 }
 
-impl Studio {
+impl Desk {
     /// Uses the outbox of `session` (opening the connection and recovering
-    /// what the vault holds, on first use) and starts the ticker.
-    pub fn open(session: &Session) -> Studio {
+    /// what the vault holds, on first use), shows it in `ui` and starts the
+    /// ticker.
+    fn open(session: &Session, ui: Ui) -> Desk {
         let outbox = Outbox::for_session(session);
-        let ui = Ui {
-            conn: Signal::from(outbox.conn.clone()),
-            notices: Signal::from(outbox.notices.clone()),
-            phase: RwSignal::new(Phase::Idle),
-            elapsed_ms: RwSignal::new(0),
-            level: RwSignal::new(0.0),
-            peaks: StoredValue::new_local(LivePeaks::default()),
-            unsent_bytes: RwSignal::new(0),
-            sent_bytes: RwSignal::new(0),
-            unkept_bytes: RwSignal::new(0),
-            stopped_early: RwSignal::new(None),
-            storage_warning: RwSignal::new(None),
-        };
+        ui.outbox_conn.set(Some(Signal::from(outbox.conn.clone())));
+        ui.outbox_notices.set(Some(Signal::from(outbox.notices.clone())));
         let inner = Rc::new(Inner {
             outbox,
             ui,
@@ -115,14 +289,10 @@ impl Studio {
             paused: Cell::new(false),
             stopping: Cell::new(false),
         });
-        let studio = Studio { inner, ticker: Rc::default(), before_unload: Rc::default() };
-        studio.start_ticker();
-        studio.guard_unload();
-        studio
-    }
-
-    pub fn ui(&self) -> Ui {
-        self.inner.ui
+        let desk = Desk { inner, ticker: Rc::default(), before_unload: Rc::default() };
+        desk.start_ticker();
+        desk.guard_unload();
+        desk
     }
 
     /// Asks for the microphone and starts a take.
@@ -187,7 +357,7 @@ impl Studio {
             self.inner.stopping.set(true);
             take.stop();
             self.inner.ui.level.set(0.0);
-            self.inner.ui.phase.set(Phase::Saving);
+            self.inner.ui.phase.set(Phase::Stopping);
         }
     }
 
@@ -266,11 +436,36 @@ impl Studio {
     }
 }
 
+impl Engine for Desk {
+    fn record(&self) -> LocalBoxFuture<'static, ()> {
+        let desk = self.clone();
+        async move { Desk::record(&desk).await }.boxed_local()
+    }
+    fn pause(&self) {
+        Desk::pause(self)
+    }
+    fn resume(&self) {
+        Desk::resume(self)
+    }
+    fn stop(&self) {
+        Desk::stop(self)
+    }
+    fn reset(&self) {
+        Desk::reset(self)
+    }
+    fn has_unsaved_audio(&self) -> bool {
+        Desk::has_unsaved_audio(self)
+    }
+    fn close(&self) {
+        Desk::close(self)
+    }
+}
+
 impl Inner {
     fn show(&self, p: &Progress) {
         let ui = self.ui;
         let phase = match &p.stage {
-            Stage::Recording if self.stopping.get() => Phase::Saving,
+            Stage::Recording if self.stopping.get() => Phase::Stopping,
             Stage::Recording if self.paused.get() => Phase::Paused,
             Stage::Recording => Phase::Recording,
             Stage::Uploading => Phase::Saving,
